@@ -1,0 +1,59 @@
+"""Iterating labelled data in batches, whatever form the user passed it in."""
+
+import numpy as np
+from keras import ops
+
+
+def iterate_batches(data, batch_size=32):
+    """Yields ``(x, y, sample_weight_or_None)`` batches from labelled data.
+
+    Args:
+        data: a ``tf.data.Dataset`` (or any iterable) of ``(x, y)`` or
+            ``(x, y, sample_weight)`` batches; a tuple ``(x, y)`` /
+            ``(x, y, sample_weight)`` of arrays, batched here by ``batch_size``; or an
+            object with a ``dataset`` attribute holding such a dataset (what the
+            calibkeras data loaders return).
+        batch_size: batch size for array input.
+    """
+    data = getattr(data, "dataset", data)
+    if isinstance(data, (tuple, list)):
+        if len(data) not in (2, 3):
+            raise ValueError(
+                "array data must be a tuple (x, y) or (x, y, sample_weight), got a "
+                f"{type(data).__name__} of length {len(data)}"
+            )
+        arrays = [np.asarray(a) for a in data]
+        for start in range(0, len(arrays[0]), batch_size):
+            chunk = [a[start : start + batch_size] for a in arrays]
+            yield chunk[0], chunk[1], (chunk[2] if len(chunk) == 3 else None)
+        return
+    for batch in data:
+        if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+            raise ValueError(
+                "each batch of the data must be (x, y) or (x, y, sample_weight); got "
+                f"{type(batch).__name__}"
+            )
+        yield batch[0], batch[1], (batch[2] if len(batch) == 3 else None)
+
+
+def label_ids(y):
+    """Integer class ids ``(N,)`` from sparse ``(N,)``/``(N, 1)`` or one-hot ``(N, K)`` labels."""
+    y = np.asarray(ops.convert_to_numpy(y))
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(axis=1)
+    return y.reshape(-1).astype(np.int64)
+
+
+def predict_with_labels(predict_on_batch, data, batch_size=32):
+    """Runs ``predict_on_batch`` over labelled data; returns ``(outputs, labels)`` arrays.
+
+    Labels are returned as integer class ids. The order is the data's order, so
+    outputs and labels stay aligned even for a shuffled dataset.
+    """
+    outputs, labels = [], []
+    for x, y, _ in iterate_batches(data, batch_size):
+        outputs.append(np.asarray(ops.convert_to_numpy(predict_on_batch(x))))
+        labels.append(label_ids(y))
+    if not outputs:
+        raise ValueError("the validation data yielded no batches; pass a non-empty dataset")
+    return np.concatenate(outputs), np.concatenate(labels)

@@ -1,0 +1,191 @@
+"""Eager argument checks shared by the NumPy functions, layers, losses and metrics.
+
+Every check raises ``ValueError`` whose message names the argument, shows the bad
+value and says what is expected, e.g. "`num_bins` must be a positive integer, got 0".
+"""
+
+import numbers
+
+import numpy as np
+
+#: Rows of a probability matrix must sum to 1 within this absolute tolerance.
+PROBABILITY_SUM_ATOL = 1e-4
+
+
+def _show(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_positive_int(value, name):
+    """Returns ``value`` as an int, or raises if it is not an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer, got {_show(value)}")
+    return int(value)
+
+
+def check_positive_float(value, name):
+    """Returns ``value`` as a float, or raises if it is not a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"`{name}` must be a positive finite number, got {_show(value)}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive finite number, got {_show(value)}")
+    return value
+
+
+def check_choice(value, name, choices):
+    """Returns ``value`` if it is one of ``choices``, else raises."""
+    if value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {options}; got {_show(value)}")
+    return value
+
+
+def check_finite_matrix(values, name, num_columns=None):
+    """Returns ``values`` as a 2-D float64 array with finite entries, else raises."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be a 2-D array of shape (num_samples, num_classes), "
+            f"got shape {array.shape}"
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty (shape {array.shape}); pass at least one sample")
+    if num_columns is not None and array.shape[1] != num_columns:
+        raise ValueError(
+            f"`{name}` must have {num_columns} columns, got shape {array.shape}"
+        )
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"`{name}` must be finite; found {array[row, col]} at row {row}, column {col}"
+        )
+    return array
+
+
+def check_probabilities(probs, name="probs"):
+    """Returns ``probs`` as a float64 (N, K) array of probability rows, else raises.
+
+    Each row must lie in [0, 1] and sum to 1 within ``PROBABILITY_SUM_ATOL``.
+    """
+    array = check_finite_matrix(probs, name)
+    if array.shape[1] < 2:
+        raise ValueError(
+            f"`{name}` must have at least 2 columns (one per class), got shape {array.shape}"
+        )
+    outside = (array < 0) | (array > 1)
+    if outside.any():
+        row, col = np.argwhere(outside)[0]
+        raise ValueError(
+            f"`{name}` must hold probabilities in [0, 1]; found {array[row, col]} at row "
+            f"{row}, column {col}. Pass softmax outputs, or logits to the `from_logits` API"
+        )
+    sums = array.sum(axis=1)
+    off = np.abs(sums - 1.0) > PROBABILITY_SUM_ATOL
+    if off.any():
+        row = int(np.argmax(off))
+        raise ValueError(
+            f"rows of `{name}` must sum to 1 (within {PROBABILITY_SUM_ATOL}); row {row} "
+            f"sums to {sums[row]:.6g}. Apply a softmax first"
+        )
+    return array
+
+
+def check_labels(labels, num_classes, num_samples, name="labels"):
+    """Returns ``labels`` as a 1-D int64 array of class ids in [0, num_classes), else raises."""
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            f"`{name}` must be a 1-D array of integer class ids, got shape {array.shape}; "
+            "for one-hot labels pass `labels.argmax(axis=1)`"
+        )
+    if array.shape[0] != num_samples:
+        raise ValueError(
+            f"`{name}` has {array.shape[0]} entries but the predictions have "
+            f"{num_samples} rows; they must have the same length"
+        )
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        if not np.issubdtype(array.dtype, np.floating) or not np.all(
+            np.isfinite(array) & (array == np.round(array))
+        ):
+            raise ValueError(
+                f"`{name}` must hold integer class ids, got dtype {array.dtype} "
+                f"(first values {_show(array[:5].tolist())})"
+            )
+    array = array.astype(np.int64)
+    out_of_range = (array < 0) | (array >= num_classes)
+    if out_of_range.any():
+        index = int(np.argmax(out_of_range))
+        raise ValueError(
+            f"`{name}` must be class ids in [0, {num_classes}); found {array[index]} at "
+            f"position {index}"
+        )
+    return array
+
+
+def check_sample_weight(sample_weight, num_samples, name="sample_weight"):
+    """Returns a 1-D float64 array of non-negative weights (ones when None), else raises."""
+    if sample_weight is None:
+        return np.ones(num_samples)
+    array = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if array.shape[0] != num_samples:
+        raise ValueError(
+            f"`{name}` has {array.shape[0]} entries but there are {num_samples} samples"
+        )
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise ValueError(f"`{name}` must be finite and non-negative, got {_show(array[:5])}")
+    if array.sum() <= 0:
+        raise ValueError(f"`{name}` must have a positive sum, got {array.sum()}")
+    return array
+
+
+def check_prior(prior, num_classes=None, name="prior"):
+    """Returns ``prior`` as a 1-D float64 probability vector, else raises.
+
+    Every entry must be > 0 (a zero prior would make a class impossible, and its log
+    infinite) and the entries must sum to 1 within ``PROBABILITY_SUM_ATOL``.
+    """
+    array = np.asarray(prior, dtype=np.float64)
+    if array.ndim != 1 or array.shape[0] < 2:
+        raise ValueError(
+            f"`{name}` must be a 1-D vector with one probability per class, got "
+            f"shape {array.shape}"
+        )
+    if num_classes is not None and array.shape[0] != num_classes:
+        raise ValueError(
+            f"`{name}` must have {num_classes} entries (one per class), got {array.shape[0]}"
+        )
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise ValueError(
+            f"every entry of `{name}` must be a positive finite probability, got "
+            f"{_show(array.tolist())}"
+        )
+    if abs(array.sum() - 1.0) > PROBABILITY_SUM_ATOL:
+        raise ValueError(
+            f"`{name}` must sum to 1, got sum {array.sum():.6g} for {_show(array.tolist())}; "
+            "normalise it, or pass class counts to the `class_counts` argument"
+        )
+    return array
+
+
+def check_class_counts(class_counts, num_classes=None, name="class_counts"):
+    """Returns ``class_counts`` as a 1-D float64 array of positive counts, else raises."""
+    array = np.asarray(class_counts, dtype=np.float64)
+    if array.ndim != 1 or array.shape[0] < 2:
+        raise ValueError(
+            f"`{name}` must be a 1-D vector with one count per class, got shape {array.shape}"
+        )
+    if num_classes is not None and array.shape[0] != num_classes:
+        raise ValueError(
+            f"`{name}` must have {num_classes} entries (one per class), got {array.shape[0]}"
+        )
+    if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise ValueError(
+            f"every entry of `{name}` must be a positive count, got {_show(array.tolist())}; "
+            "a class with no training examples cannot be given a prior"
+        )
+    return array

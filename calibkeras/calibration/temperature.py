@@ -1,0 +1,114 @@
+"""Exact temperature scaling: the 1-D convex minimisation of the validation NLL."""
+
+import warnings
+
+import numpy as np
+from scipy.special import log_softmax, softmax
+
+from calibkeras._checks import (
+    check_finite_matrix,
+    check_labels,
+    check_prior,
+    check_sample_weight,
+)
+
+#: Temperatures are searched in [MIN_TEMPERATURE, MAX_TEMPERATURE].
+MIN_TEMPERATURE = 1e-4
+MAX_TEMPERATURE = 1e6
+
+
+def _nll_derivatives(beta, logits, labels, offset, weights):
+    """Weighted mean NLL of softmax(beta * logits + offset) and its first two derivatives."""
+    shifted = beta * logits + offset
+    probs = softmax(shifted, axis=1)
+    rows = np.arange(logits.shape[0])
+    nll = -log_softmax(shifted, axis=1)[rows, labels]
+    mean_logit = np.sum(probs * logits, axis=1)
+    gradient = mean_logit - logits[rows, labels]
+    curvature = np.sum(probs * logits**2, axis=1) - mean_logit**2
+    return weights @ nll, weights @ gradient, weights @ curvature
+
+
+def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, max_iter=200):
+    """Temperature ``T`` that minimises the NLL of ``softmax(logits / T + log(prior))``.
+
+    The NLL is convex in ``beta = 1 / T`` (a log-sum-exp of functions affine in
+    ``beta``), so the minimiser is unique. It is found by safeguarded Newton steps
+    inside a bracket ``[lo, hi]`` on ``beta`` whose gradient signs differ; a step that
+    leaves the bracket is replaced by bisection, so the method always converges.
+
+    Args:
+        logits: ``(N, K)`` finite logits (for probabilities, pass ``log(probs)``). With
+            a ``prior``, these are the *balanced* logits ``f(x)``.
+        labels: ``(N,)`` integer class ids.
+        sample_weight: optional ``(N,)`` non-negative weights.
+        prior: optional ``(K,)`` class prior of the data the temperature is fitted on;
+            ``log(prior)`` is added after dividing by ``T`` (the PriorShift layer of
+            calibkeras' models). ``None`` adds nothing.
+        tol: stop when ``|d NLL / d beta|`` falls below ``tol`` (or the bracket closes
+            to machine precision).
+        max_iter: cap on Newton/bisection steps.
+
+    Returns:
+        The temperature as a Python float in ``[MIN_TEMPERATURE, MAX_TEMPERATURE]``.
+        A warning is given when the optimum lies at a bound (logits no better than the
+        prior: ``T`` at the maximum; perfectly separated data: ``T`` at the minimum).
+
+    Example:
+        >>> temperature = fit_temperature(val_logits, val_labels)
+        >>> calibrated = scipy.special.softmax(test_logits / temperature, axis=1)
+
+    References:
+        Guo et al. (2017), On Calibration of Modern Neural Networks.
+    """
+    logits = check_finite_matrix(logits, "logits")
+    labels = check_labels(labels, logits.shape[1], logits.shape[0])
+    weights = check_sample_weight(sample_weight, logits.shape[0])
+    weights = weights / weights.sum()
+    if prior is None:
+        offset = np.zeros(logits.shape[1])
+    else:
+        offset = np.log(check_prior(prior, logits.shape[1]))
+
+    def gradient(beta):
+        return _nll_derivatives(beta, logits, labels, offset, weights)[1]
+
+    beta_min, beta_max = 1.0 / MAX_TEMPERATURE, 1.0 / MIN_TEMPERATURE
+    rows = np.arange(logits.shape[0])
+    rivals = np.where(np.eye(logits.shape[1], dtype=bool)[labels], -np.inf, logits).max(axis=1)
+    if np.all((logits[rows, labels] > rivals) | (weights == 0)):
+        warnings.warn(
+            "fit_temperature: every sample's label has the largest logit (the data are "
+            "perfectly separated), so the NLL decreases as T shrinks to 0; returning "
+            f"T = {MIN_TEMPERATURE:g}",
+            stacklevel=2,
+        )
+        return MIN_TEMPERATURE
+    if gradient(beta_min) >= 0:
+        warnings.warn(
+            "fit_temperature: the NLL decreases as T grows without bound: the logits "
+            f"carry no information beyond the prior; returning T = {MAX_TEMPERATURE:g}",
+            stacklevel=2,
+        )
+        return MAX_TEMPERATURE
+    lo, hi = beta_min, 1.0
+    while gradient(hi) < 0:
+        lo, hi = hi, hi * 4.0
+        if hi >= beta_max:
+            hi = beta_max
+            break
+
+    beta = 0.5 * (lo + hi) if hi != 1.0 else 1.0
+    for _ in range(max_iter):
+        _, grad, curvature = _nll_derivatives(beta, logits, labels, offset, weights)
+        if abs(grad) <= tol:
+            break
+        if grad < 0:
+            lo = beta
+        else:
+            hi = beta
+        step = beta - grad / curvature if curvature > 0 else np.nan
+        beta = step if lo < step < hi else 0.5 * (lo + hi)
+        if hi - lo <= 4 * np.finfo(float).eps * hi:
+            break
+    return float(1.0 / beta)

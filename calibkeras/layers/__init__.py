@@ -1,0 +1,6 @@
+"""Keras layers: temperature, prior shift and cost-sensitive decisions."""
+
+from calibkeras.layers.prior_shift import PriorShift
+from calibkeras.layers.temperature_scaling import TemperatureScaling
+
+__all__ = ["PriorShift", "TemperatureScaling"]

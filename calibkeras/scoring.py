@@ -1,0 +1,224 @@
+"""Proper scores and calibration statistics, each written once in ``keras.ops``.
+
+The losses, the streaming metrics and the NumPy functions in
+:mod:`calibkeras.calibration` all call these functions, so a quantity has one
+definition in the package. Every function accepts NumPy arrays or tensors and returns
+tensors (``keras.ops.convert_to_numpy`` turns them into arrays).
+
+Definitions (pinned; see DESIGN.md):
+
+* Brier score: per sample, ``sum_k (p_k - 1[y = k])**2``; range [0, 2].
+* Negative log-likelihood: per sample, ``-ln p_y`` with ``p_y`` clipped at 1e-12 only
+  inside the log (natural log).
+* Calibration error from bins: equal-width bins on (0, 1]; bin ``b`` holds confidences
+  in ``(b / B, (b + 1) / B]``, a confidence of exactly 1.0 falls in the last bin and one
+  of exactly 0 in the first. ECE is ``sum_b (n_b / N) |acc_b - conf_b|`` (L1, bin weight
+  = share of samples); MCE is ``max_b |acc_b - conf_b|`` over non-empty bins.
+* Balanced accuracy: mean per-class recall over the classes present in ``y_true``.
+"""
+
+from keras import ops
+
+#: Probabilities are clipped at this value inside the log of the NLL.
+LOG_CLIP = 1e-12
+
+
+def labels_to_one_hot(y_true, y_pred):
+    """Returns one-hot labels shaped like ``y_pred``.
+
+    Args:
+        y_true: integer class ids of shape ``(N,)`` or ``(N, 1)``, or one-hot / soft
+            labels of shape ``(N, K)``.
+        y_pred: predictions of shape ``(N, K)``; only its shape and dtype are used.
+
+    Returns:
+        A float tensor of shape ``(N, K)`` with the dtype of ``y_pred``.
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    num_classes = y_pred.shape[-1]
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes:
+        return ops.cast(y_true, y_pred.dtype)
+    if len(y_true.shape) == len(y_pred.shape):
+        y_true = ops.squeeze(y_true, axis=-1)
+    return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype=y_pred.dtype)
+
+
+def labels_to_ids(y_true, y_pred):
+    """Returns integer class ids of shape ``(N,)`` from sparse or one-hot labels."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1]:
+        return ops.cast(ops.argmax(y_true, axis=-1), "int32")
+    if len(y_true.shape) == len(y_pred.shape):
+        y_true = ops.squeeze(y_true, axis=-1)
+    return ops.cast(y_true, "int32")
+
+
+def to_probabilities(y_pred, from_logits):
+    """Returns softmax(``y_pred``) when ``from_logits`` else ``y_pred`` as a tensor."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    return ops.softmax(y_pred, axis=-1) if from_logits else y_pred
+
+
+def brier_score(y_true, y_pred, from_logits=False):
+    """Per-sample multiclass Brier score ``sum_k (p_k - 1[y = k])**2``.
+
+    Args:
+        y_true: class ids ``(N,)`` / ``(N, 1)`` or one-hot labels ``(N, K)``.
+        y_pred: probabilities ``(N, K)``, or logits when ``from_logits=True``.
+        from_logits: whether ``y_pred`` holds logits.
+
+    Returns:
+        Tensor ``(N,)`` with values in [0, 2]; lower is better.
+
+    References:
+        Brier (1950), Verification of forecasts expressed in terms of probability.
+    """
+    probs = to_probabilities(y_pred, from_logits)
+    one_hot = labels_to_one_hot(y_true, probs)
+    return ops.sum(ops.square(probs - one_hot), axis=-1)
+
+
+def negative_log_likelihood(y_true, y_pred, from_logits=False):
+    """Per-sample negative log-likelihood ``-ln p_y`` (natural log).
+
+    With probabilities, ``p_y`` is clipped at ``LOG_CLIP`` = 1e-12 inside the log only;
+    with logits, the exact ``log_softmax`` is used.
+
+    Args:
+        y_true: class ids ``(N,)`` / ``(N, 1)`` or one-hot labels ``(N, K)``.
+        y_pred: probabilities ``(N, K)``, or logits when ``from_logits=True``.
+        from_logits: whether ``y_pred`` holds logits.
+
+    Returns:
+        Tensor ``(N,)`` with values in [0, inf); lower is better.
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    if from_logits:
+        log_probs = ops.log_softmax(y_pred, axis=-1)
+    else:
+        log_probs = ops.log(ops.maximum(y_pred, ops.cast(LOG_CLIP, y_pred.dtype)))
+    one_hot = labels_to_one_hot(y_true, y_pred)
+    return -ops.sum(one_hot * log_probs, axis=-1)
+
+
+def top_label_outcomes(y_true, probs):
+    """Returns top-label ``(confidence, correct)``, each of shape ``(N, 1)``.
+
+    ``confidence`` is ``max_k p_k`` and ``correct`` is 1.0 where the argmax equals the
+    label (ties go to the lowest class index, as ``argmax`` does).
+    """
+    probs = ops.convert_to_tensor(probs)
+    predicted = ops.cast(ops.argmax(probs, axis=-1), "int32")
+    correct = ops.cast(ops.equal(predicted, labels_to_ids(y_true, probs)), probs.dtype)
+    confidence = ops.max(probs, axis=-1)
+    return ops.expand_dims(confidence, -1), ops.expand_dims(correct, -1)
+
+
+def bin_indices(confidences, num_bins):
+    """Equal-width bin index of each confidence: ``(b/B, (b+1)/B]`` is bin ``b``.
+
+    Args:
+        confidences: tensor of probabilities, any shape.
+        num_bins: number of bins ``B``.
+
+    Returns:
+        int32 tensor of the same shape with values in ``[0, B)``; a confidence of 1.0
+        is in the last bin and one of 0.0 in the first.
+    """
+    confidences = ops.convert_to_tensor(confidences)
+    bins = ops.cast(ops.ceil(confidences * num_bins), "int32") - 1
+    return ops.clip(bins, 0, num_bins - 1)
+
+
+def bin_statistics(confidences, outcomes, num_bins, sample_weight=None):
+    """Per-bin sums for equal-width calibration bins on (0, 1].
+
+    Args:
+        confidences: ``(N, G)`` predicted probabilities of an event, one column per
+            group (``G = 1`` for top-label calibration, ``G = K`` for classwise).
+        outcomes: ``(N, G)`` the events, 1.0 where it happened, else 0.0.
+        num_bins: number of equal-width bins ``B``.
+        sample_weight: optional ``(N,)`` non-negative weights.
+
+    Returns:
+        ``(counts, confidence_sums, outcome_sums)``, each ``(G, B)``: the (weighted)
+        number of samples, the sum of their confidences and the sum of their outcomes
+        in each bin.
+    """
+    confidences = ops.convert_to_tensor(confidences)
+    dtype = confidences.dtype
+    outcomes = ops.cast(outcomes, dtype)
+    num_groups = confidences.shape[-1]
+    bins = bin_indices(confidences, num_bins)
+    flat = ops.reshape(bins + ops.arange(num_groups, dtype="int32") * num_bins, (-1,))
+    if sample_weight is None:
+        weights = ops.ones_like(confidences)
+    else:
+        weights = ops.ones_like(confidences) * ops.expand_dims(
+            ops.cast(sample_weight, dtype), -1
+        )
+    length = num_groups * num_bins
+
+    def total(values):
+        sums = ops.bincount(flat, weights=ops.reshape(values, (-1,)), minlength=length)
+        return ops.reshape(ops.cast(sums, dtype), (num_groups, num_bins))
+
+    return total(weights), total(weights * confidences), total(weights * outcomes)
+
+
+def calibration_error_from_bins(counts, confidence_sums, outcome_sums, norm="l1"):
+    """Calibration error of each group from its bin sums.
+
+    Args:
+        counts, confidence_sums, outcome_sums: ``(G, B)`` from :func:`bin_statistics`.
+        norm: ``"l1"`` for the expected calibration error (bins weighted by their
+            share of samples) or ``"max"`` for the maximum calibration error over
+            non-empty bins.
+
+    Returns:
+        Tensor ``(G,)`` with values in [0, 1]; 0 for a group with no samples.
+    """
+    counts = ops.convert_to_tensor(counts)
+    gaps = ops.abs(confidence_sums - outcome_sums)
+    if norm == "l1":
+        totals = ops.sum(counts, axis=-1)
+        return ops.divide_no_nan(ops.sum(gaps, axis=-1), totals)
+    if norm == "max":
+        return ops.max(ops.divide_no_nan(gaps, counts), axis=-1)
+    raise ValueError(f"`norm` must be 'l1' or 'max', got {norm!r}")
+
+
+def class_recall_counts(y_true, y_pred, sample_weight=None):
+    """Per-class (weighted) support and correctly predicted counts.
+
+    Args:
+        y_true: class ids or one-hot labels.
+        y_pred: ``(N, K)`` probabilities or logits (only the argmax is used).
+        sample_weight: optional ``(N,)`` weights.
+
+    Returns:
+        ``(support, correct)``, each ``(K,)``.
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    num_classes = y_pred.shape[-1]
+    labels = labels_to_ids(y_true, y_pred)
+    predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+    dtype = y_pred.dtype if "float" in str(y_pred.dtype) else "float32"
+    if sample_weight is None:
+        weights = ops.ones_like(labels, dtype=dtype)
+    else:
+        weights = ops.cast(ops.reshape(sample_weight, (-1,)), dtype)
+    hits = weights * ops.cast(ops.equal(labels, predicted), dtype)
+    support = ops.bincount(labels, weights=weights, minlength=num_classes)
+    correct = ops.bincount(labels, weights=hits, minlength=num_classes)
+    return ops.cast(support, dtype), ops.cast(correct, dtype)
+
+
+def balanced_accuracy_from_counts(support, correct):
+    """Mean per-class recall over the classes with positive support; 0 when none."""
+    support = ops.convert_to_tensor(support)
+    present = ops.cast(support > 0, support.dtype)
+    recall = ops.divide_no_nan(correct, support)
+    return ops.divide_no_nan(ops.sum(recall * present), ops.sum(present))

@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import balanced_accuracy_score, brier_score_loss, f1_score, log_loss
+
+import calibration_reference as ref
+from calibkeras.calibration import SCORE_NAMES, calibration_errors
+
+
+def test_matches_numpy_loop_and_sklearn(record):
+    probs, labels = record
+    scores = calibration_errors(probs, labels)
+    num_classes = probs.shape[1]
+    one_hot = np.eye(num_classes)[labels]
+    expected = {
+        "ece": ref.ece(probs, labels),
+        "classwise_ece": ref.classwise_ece(probs, labels),
+        "adaptive_ece": ref.adaptive_ece(probs, labels),
+        "mce": ref.mce(probs, labels),
+        "brier": ref.brier(probs, labels),
+        # sklearn's multiclass Brier is mean sum of squares (sklearn >= 1.7 scale_by_half=False)
+        # DESIGN.md clips p_y at 1e-12 inside the log (sklearn clips at float eps).
+        "nll": log_loss(labels, np.maximum(probs, 1e-12), labels=np.arange(num_classes)),
+        "accuracy": np.mean(probs.argmax(1) == labels),
+        "balanced_accuracy": balanced_accuracy_score(labels, probs.argmax(1)),
+        "macro_f1": f1_score(labels, probs.argmax(1), average="macro"),
+    }
+    assert set(scores) == set(SCORE_NAMES)
+    for name, value in expected.items():
+        assert scores[name] == pytest.approx(value, abs=1e-6), name
+    assert ref.nll(probs, labels) == pytest.approx(scores["nll"], abs=1e-6)
+    sklearn_brier = brier_score_loss(one_hot.ravel(), probs.ravel()) * num_classes
+    assert scores["brier"] == pytest.approx(sklearn_brier, abs=1e-6)
+
+
+def test_confidence_of_one_goes_to_last_bin():
+    probs = np.array([[1.0, 0.0], [0.0, 1.0]])
+    scores = calibration_errors(probs, [0, 0])
+    # One bin (0.93, 1] with mean confidence 1 and accuracy 0.5.
+    assert scores["ece"] == pytest.approx(0.5)
+    assert scores["mce"] == pytest.approx(0.5)
+
+
+def test_bootstrap_intervals_contain_estimate(small_record):
+    probs, labels = small_record
+    scores = calibration_errors(probs[:2000], labels[:2000], n_bootstrap=30, seed=0)
+    for name in SCORE_NAMES:
+        low, high = scores["intervals"][name]
+        assert low <= high
+        assert low - 1e-9 <= scores[name] <= high + 1e-9 or name in ("mce",), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(2, 6),
+    st.integers(1, 40),
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 20),
+)
+def test_ece_in_unit_interval(num_classes, num_samples, seed, num_bins):
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(num_classes, 0.3), size=num_samples)
+    labels = rng.integers(0, num_classes, num_samples)
+    scores = calibration_errors(probs, labels, num_bins=num_bins)
+    for name in ("ece", "classwise_ece", "adaptive_ece", "mce"):
+        assert 0.0 <= scores[name] <= 1.0
+    assert 0.0 <= scores["brier"] <= 2.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 8), st.integers(1, 30), st.integers(0, 2**32 - 1))
+def test_brier_of_one_hot_predictions_is_zero(num_classes, num_samples, seed):
+    labels = np.random.default_rng(seed).integers(0, num_classes, num_samples)
+    scores = calibration_errors(np.eye(num_classes)[labels], labels)
+    assert scores["brier"] == 0.0
+    assert scores["ece"] == 0.0
+    assert scores["nll"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "probs, labels, message",
+    [
+        ([[0.5, 0.5]], [2], r"`labels` must be class ids in \[0, 2\); found 2"),
+        ([[0.5, 0.5]], [-1], r"found -1"),
+        ([[0.5, 0.6]], [0], r"rows of `probs` must sum to 1.*row 0 sums to 1.1"),
+        ([[np.nan, 0.5]], [0], r"`probs` must be finite; found nan"),
+        ([[1.5, -0.5]], [0], r"probabilities in \[0, 1\]; found 1.5"),
+        ([[0.5, 0.5], [0.5, 0.5]], [0], r"`labels` has 1 entries but the predictions have 2"),
+        (np.zeros((0, 3)), [], r"`probs` is empty"),
+        ([0.5, 0.5], [0], r"must be a 2-D array"),
+        ([[0.5, 0.5]], [0.5], r"`labels` must hold integer class ids"),
+    ],
+)
+def test_bad_input_raises_with_clear_message(probs, labels, message):
+    with pytest.raises(ValueError, match=message):
+        calibration_errors(probs, labels)
+
+
+@pytest.mark.parametrize("num_bins", [0, -3, 2.5, True])
+def test_bad_num_bins(num_bins):
+    with pytest.raises(ValueError, match=r"`num_bins` must be a positive integer"):
+        calibration_errors([[0.5, 0.5]], [0], num_bins=num_bins)
