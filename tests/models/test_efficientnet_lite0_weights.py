@@ -1,0 +1,157 @@
+"""Tests for the offline EfficientNet-Lite0 weight converter and its Keras cache."""
+
+import hashlib
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from calibkeras.models import efficientnet_lite0_weights as lite0_weights
+from calibkeras.models.efficientnet_lite0 import EfficientNetLite0
+from calibkeras.models.efficientnet_lite0_weights import (
+    TORCH_WEIGHTS_SHA256,
+    cached_weights_filename,
+    convert_state_dict,
+    imagenet_weights_path,
+    keras_cache_dir,
+    read_torch_state_dict,
+    save_weights_atomic,
+    torch_weights_path,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def keras_home(tmp_path_factory):
+    """One Keras cache for the session's tests (shared with the model tests)."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.getbasetemp() / "keras_home"
+        patch.setenv("KERAS_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="module")
+def state_dict():
+    return read_torch_state_dict()
+
+
+def test_bundled_file_has_the_pinned_digest():
+    path = torch_weights_path()
+    assert os.path.basename(path) == "efficientnet-lite0-57934424.pth"
+    with open(path, "rb") as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == TORCH_WEIGHTS_SHA256
+
+
+def test_conversion_transposes_and_covers_every_parameter(state_dict):
+    assert len(state_dict) == 296
+    converted = convert_state_dict(state_dict)  # raises if any parameter is left over
+    stem = state_dict["_conv_stem.weight"]  # (out, in, h, w)
+    assert converted["stem_conv"][0].shape == (3, 3, 3, 32)
+    np.testing.assert_array_equal(converted["stem_conv"][0][1, 2, 0, 5], stem[5, 0, 1, 2])
+    depthwise = state_dict["_blocks.3._depthwise_conv.weight"]  # (channels, 1, h, w)
+    assert converted["block3a_dwconv"][0].shape == (5, 5, 144, 1)
+    np.testing.assert_array_equal(converted["block3a_dwconv"][0][4, 1, 7, 0],
+                                  depthwise[7, 0, 4, 1])
+    kernel, bias = converted["predictions"]
+    np.testing.assert_array_equal(kernel, state_dict["_fc.weight"].T)
+    np.testing.assert_array_equal(bias, state_dict["_fc.bias"])
+    gamma, beta, mean, variance = converted["block7a_project_bn"]
+    np.testing.assert_array_equal(variance, state_dict["_blocks.15._bn2.running_var"])
+    assert "block1a_expand_conv" not in converted  # expand ratio 1
+    assert "predictions" not in convert_state_dict(state_dict, include_top=False)
+
+
+def test_conversion_names_missing_and_unknown_parameters(state_dict):
+    incomplete = dict(state_dict)
+    del incomplete["_blocks.7._bn1.running_mean"]
+    with pytest.raises(ValueError, match="no parameter '_blocks.7._bn1.running_mean'"):
+        convert_state_dict(incomplete)
+    extra = dict(state_dict, **{"_blocks.0._se_reduce.weight": np.zeros(1)})
+    with pytest.raises(ValueError, match="does not use: \\['_blocks.0._se_reduce.weight'\\]"):
+        convert_state_dict(extra)
+
+
+def test_tampered_weights_file_is_refused(tmp_path):
+    tampered = tmp_path / "efficientnet-lite0-57934424.pth"
+    shutil.copyfile(torch_weights_path(), tampered)
+    with open(tampered, "r+b") as handle:
+        handle.seek(-4, os.SEEK_END)
+        handle.write(b"\0\0\0\1")
+    actual = hashlib.sha256(tampered.read_bytes()).hexdigest()
+    with pytest.raises(ValueError) as error:
+        read_torch_state_dict(tampered)
+    message = str(error.value)
+    assert str(tampered) in message
+    assert TORCH_WEIGHTS_SHA256 in message and actual in message
+
+
+def test_malicious_weights_file_is_refused_unexecuted(tmp_path):
+    sentinel = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(b"\x80\x02cos\nsystem\n(X" + len(f"echo x > {sentinel}").to_bytes(4, "little")
+                     + f"echo x > {sentinel}".encode() + b"tR.")
+    with pytest.raises(ValueError, match="refused to unpickle"):
+        read_torch_state_dict(evil)
+    assert not sentinel.exists()
+
+
+def test_keras_cache_dir_follows_keras_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "home"))
+    assert keras_cache_dir() == str(tmp_path / "home" / "models")
+    assert os.path.isdir(tmp_path / "home" / "models")
+
+
+def test_converts_once_then_uses_the_cache(tmp_path, monkeypatch, state_dict):
+    calls = []
+
+    def counting_reader(path=None):
+        calls.append(path)
+        return state_dict
+
+    monkeypatch.setattr(lite0_weights, "read_torch_state_dict", counting_reader)
+    path = imagenet_weights_path(include_top=False, cache_dir=tmp_path)
+    assert path == str(tmp_path / "efficientnet_lite0_imagenet_57934424_notop.weights.h5")
+    assert os.listdir(tmp_path) == [cached_weights_filename(False)]  # no temp files left
+    assert imagenet_weights_path(include_top=False, cache_dir=tmp_path) == path
+    assert len(calls) == 1
+    model = EfficientNetLite0(include_top=False, weights=path)
+    np.testing.assert_array_equal(model.get_layer("block2b_dwconv").get_weights()[0],
+                                  np.transpose(state_dict["_blocks.2._depthwise_conv.weight"],
+                                               (2, 3, 0, 1)))
+
+
+def test_cached_construction_does_not_read_the_torch_file(monkeypatch, state_dict):
+    imagenet_weights_path(include_top=False)  # make sure the shared cache is filled
+
+    def failing_reader(path=None):
+        raise AssertionError("the .pth was read although the cache exists")
+
+    monkeypatch.setattr(lite0_weights, "read_torch_state_dict", failing_reader)
+    model = EfficientNetLite0(include_top=False, weights="imagenet")
+    np.testing.assert_array_equal(model.get_layer("top_bn").moving_variance.numpy(),
+                                  state_dict["_bn1.running_var"])
+
+
+def test_unreadable_cache_is_converted_again(tmp_path, monkeypatch, state_dict):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(lite0_weights, "read_torch_state_dict", lambda path=None: state_dict)
+    broken = tmp_path / "models" / cached_weights_filename(False)
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"half a file")
+    model = EfficientNetLite0(include_top=False, weights="imagenet")
+    np.testing.assert_array_equal(model.get_layer("top_bn").moving_variance.numpy(),
+                                  state_dict["_bn1.running_var"])
+
+
+class _FailingModel:
+    def save_weights(self, path):
+        with open(path, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError("disk full")
+
+
+def test_atomic_save_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "x.weights.h5"
+    with pytest.raises(OSError, match="disk full"):
+        save_weights_atomic(_FailingModel(), str(target))
+    assert os.listdir(tmp_path) == []
