@@ -1,0 +1,32 @@
+"""Models: the calibrated EfficientNet classifier, its backbones and training recipe."""
+
+from calibkeras.models.backbones import BACKBONES, build_backbone
+from calibkeras.models.classifier import build_classifier, logits_model, probabilities_model
+from calibkeras.models.efficientnet_lite0 import EfficientNetLite0
+from calibkeras.models.efficientnet_lite0_weights import imagenet_weights_path
+from calibkeras.models.training import (
+    LOSSES,
+    fine_tune,
+    fit_calibrated,
+    make_loss,
+    remove_training_prior,
+    train_head,
+    unfreeze_top,
+)
+
+__all__ = [
+    "BACKBONES",
+    "EfficientNetLite0",
+    "LOSSES",
+    "build_backbone",
+    "build_classifier",
+    "fine_tune",
+    "fit_calibrated",
+    "imagenet_weights_path",
+    "logits_model",
+    "make_loss",
+    "probabilities_model",
+    "remove_training_prior",
+    "train_head",
+    "unfreeze_top",
+]

@@ -1,0 +1,85 @@
+"""Image backbones: every keras.applications EfficientNet and the offline EfficientNet-Lite0."""
+
+import os
+
+import keras
+
+from calibkeras.models.efficientnet_lite0 import EfficientNetLite0
+
+#: Backbone name -> constructor with the keras.applications signature. Every one takes
+#: RGB floats in 0..255 and normalises them itself.
+BACKBONES = {
+    "efficientnet_lite0": EfficientNetLite0,
+    "efficientnet_b0": keras.applications.EfficientNetB0,
+    "efficientnet_b1": keras.applications.EfficientNetB1,
+    "efficientnet_b2": keras.applications.EfficientNetB2,
+    "efficientnet_b3": keras.applications.EfficientNetB3,
+    "efficientnet_b4": keras.applications.EfficientNetB4,
+    "efficientnet_b5": keras.applications.EfficientNetB5,
+    "efficientnet_b6": keras.applications.EfficientNetB6,
+    "efficientnet_b7": keras.applications.EfficientNetB7,
+    "efficientnet_v2_b0": keras.applications.EfficientNetV2B0,
+    "efficientnet_v2_b1": keras.applications.EfficientNetV2B1,
+    "efficientnet_v2_b2": keras.applications.EfficientNetV2B2,
+    "efficientnet_v2_b3": keras.applications.EfficientNetV2B3,
+    "efficientnet_v2_s": keras.applications.EfficientNetV2S,
+    "efficientnet_v2_m": keras.applications.EfficientNetV2M,
+    "efficientnet_v2_l": keras.applications.EfficientNetV2L,
+}
+
+OFFLINE_HELP = (
+    "offline options: backbone='efficientnet_lite0' (ImageNet weights ship with "
+    "calibkeras' dependencies), `weights` set to a local .weights.h5 file of the "
+    "backbone, or weights=None (random initialisation)"
+)
+
+
+def build_backbone(backbone, weights, input_shape):
+    """Builds a headless backbone (4-D feature map output) named ``"backbone"``.
+
+    Args:
+        backbone: a key of ``BACKBONES``.
+        weights: ``"imagenet"``, None, or the path of a ``.weights.h5`` file saved from
+            the same headless backbone (``model.get_layer("backbone").save_weights``).
+        input_shape: ``(height, width, 3)``.
+
+    Returns:
+        A ``keras.Model`` mapping 0..255 RGB images to a feature map.
+
+    Raises:
+        ValueError: unknown backbone, or weights that are neither "imagenet", None nor
+            an existing file.
+        RuntimeError: ``weights="imagenet"`` for a keras.applications backbone could
+            not be downloaded (no network); the message names the offline options.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"`backbone` must be one of {', '.join(sorted(BACKBONES))}; got {backbone!r}"
+        )
+    constructor = BACKBONES[backbone]
+    local_file = None
+    if weights not in ("imagenet", None):
+        local_file = os.fspath(weights)
+        if not os.path.isfile(local_file):
+            raise ValueError(
+                f"`weights` must be 'imagenet', None or the path of a weights file; "
+                f"{local_file!r} does not exist"
+            )
+    try:
+        model = constructor(
+            include_top=False,
+            weights=None if local_file else weights,
+            input_shape=input_shape,
+        )
+    except Exception as error:  # keras.utils.get_file raises a bare Exception offline
+        if weights == "imagenet" and "URL fetch failure" in str(error):
+            raise RuntimeError(
+                f"could not download the ImageNet weights of {backbone!r} "
+                f"({error}); {OFFLINE_HELP}"
+            ) from error
+        raise
+    if local_file:
+        model.load_weights(local_file)
+    # Renamed only now: keras.applications builds its weight-file URL from the name.
+    model.name = "backbone"
+    return model

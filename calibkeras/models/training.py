@@ -1,0 +1,191 @@
+"""The transfer-learning recipe: head, then the top of the backbone, then the temperature.
+
+These are the steps ``calibkeras train`` runs; each is a public function so the same
+recipe can be run, or changed, from Python.
+"""
+
+import keras
+import numpy as np
+
+from calibkeras._checks import check_choice, check_class_counts
+from calibkeras.callbacks import calibrate_temperature
+from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
+from calibkeras.metrics import BalancedAccuracy
+from calibkeras.models.classifier import BACKBONE_LAYER, LOGITS_LAYER, PRIOR_SHIFT_LAYER
+
+#: The training losses the recipe knows.
+LOSSES = ("logit_adjusted", "crossentropy", "focal")
+
+
+def make_loss(loss, class_counts):
+    """The Keras loss for a recipe loss name; all take the model's logits.
+
+    ``"logit_adjusted"`` learns balanced logits directly; ``"crossentropy"`` and
+    ``"focal"`` learn logits under the training prior, which
+    :func:`remove_training_prior` turns into balanced logits after training.
+    """
+    check_choice(loss, "loss", LOSSES)
+    if loss == "logit_adjusted":
+        return LogitAdjustedCrossentropy(class_counts=class_counts)
+    if loss == "focal":
+        return FocalCrossentropy(gamma=2.0)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _compile(model, loss, class_counts, learning_rate):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=make_loss(loss, class_counts),
+        metrics=[BalancedAccuracy(len(class_counts))],
+    )
+
+
+def _check_uniform_prior(model):
+    prior = model.get_layer(PRIOR_SHIFT_LAYER).prior
+    if not np.allclose(prior, prior[0]):
+        raise ValueError(
+            "the model's PriorShift layer must hold the uniform prior while training (the "
+            f"head learns balanced logits), got {np.round(prior, 4).tolist()}; call "
+            "model.get_layer('prior_shift').set_prior('uniform') first"
+        )
+
+
+def train_head(
+    model, train_data, class_counts, epochs, validation_data=None, loss="logit_adjusted",
+    learning_rate=1e-3, callbacks=None, steps_per_epoch=None, verbose=1,
+):
+    """Trains the head with the backbone frozen (step 1 of the recipe).
+
+    Args:
+        model: a model from :func:`calibkeras.models.build_classifier` whose prior is
+            uniform.
+        train_data: a ``tf.data.Dataset`` of ``(images, labels)`` batches (or a
+            calibkeras ``LabeledDataset``).
+        class_counts: ``K`` class counts of the batches the model sees (the sampling
+            prior; ``LabeledDataset.class_counts`` for natural sampling).
+        epochs: number of epochs.
+        validation_data: optional data for Keras' validation loss.
+        loss: ``"logit_adjusted"`` (default), ``"crossentropy"`` or ``"focal"``.
+        learning_rate: Adam learning rate (default 1e-3).
+        callbacks: optional Keras callbacks.
+        steps_per_epoch: needed for infinite (balanced-sampling) datasets.
+        verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+
+    Returns:
+        The Keras ``History``.
+    """
+    class_counts = check_class_counts(class_counts).tolist()
+    _check_uniform_prior(model)
+    model.get_layer(BACKBONE_LAYER).trainable = False
+    _compile(model, loss, class_counts, learning_rate)
+    return model.fit(
+        getattr(train_data, "dataset", train_data),
+        epochs=epochs,
+        validation_data=getattr(validation_data, "dataset", validation_data),
+        callbacks=callbacks,
+        steps_per_epoch=steps_per_epoch,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
+    )
+
+
+def unfreeze_top(model, fraction=0.3):
+    """Makes the top ``fraction`` of the backbone's layers trainable, BatchNorm excluded.
+
+    BatchNormalization layers stay frozen (and, because the backbone is called with
+    ``training=False``, in inference mode), which keeps small-batch fine-tuning stable.
+
+    Returns:
+        The number of backbone layers made trainable.
+    """
+    if isinstance(fraction, bool) or not 0 < float(fraction) <= 1:
+        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
+    backbone = model.get_layer(BACKBONE_LAYER)
+    backbone.trainable = True
+    layers = backbone.layers
+    first = int(round(len(layers) * (1 - float(fraction))))
+    unfrozen = 0
+    for index, layer in enumerate(layers):
+        trainable = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        unfrozen += bool(trainable and layer.weights)
+    return unfrozen
+
+
+def fine_tune(
+    model, train_data, class_counts, epochs, validation_data=None, loss="logit_adjusted",
+    learning_rate=1e-4, fraction=0.3, callbacks=None, steps_per_epoch=None, verbose=1,
+):
+    """Fine-tunes the top of the backbone and the head at a lower rate (step 2).
+
+    Arguments as :func:`train_head`, plus ``fraction`` (share of backbone layers, from
+    the top, to train; default 0.3) and a default learning rate of 1e-4.
+    """
+    class_counts = check_class_counts(class_counts).tolist()
+    _check_uniform_prior(model)
+    unfreeze_top(model, fraction)
+    _compile(model, loss, class_counts, learning_rate)
+    return model.fit(
+        getattr(train_data, "dataset", train_data),
+        epochs=epochs,
+        validation_data=getattr(validation_data, "dataset", validation_data),
+        callbacks=callbacks,
+        steps_per_epoch=steps_per_epoch,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
+    )
+
+
+def remove_training_prior(model, class_counts):
+    """Turns logits learned under the training prior into balanced logits.
+
+    A head trained with plain (or focal) cross-entropy learns
+    ``z(x) = f(x) + log(pi_train) + c``; subtracting ``log(pi_train)`` from the bias of
+    the ``"logits"`` layer leaves the balanced logits ``f(x)`` (Menon et al. 2021,
+    post-hoc logit adjustment). Not needed after the logit-adjusted loss.
+    """
+    counts = check_class_counts(class_counts)
+    dense = model.get_layer(LOGITS_LAYER)
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel, bias - np.log(counts / counts.sum()).astype(bias.dtype)])
+
+
+def fit_calibrated(
+    model, train_data, validation_data, class_counts, head_epochs=5, fine_tune_epochs=5,
+    loss="logit_adjusted", head_learning_rate=1e-3, fine_tune_learning_rate=1e-4,
+    fine_tune_fraction=0.3, callbacks=None, steps_per_epoch=None, verbose=1,
+):
+    """The whole recipe: head, fine-tune, remove the training prior, fit the temperature.
+
+    After it, the model's balanced logits are calibrated: ``T`` is the exact NLL
+    optimum on ``validation_data`` under the training prior (the validation data are
+    assumed drawn like the training data). The PriorShift layer is left at the
+    uniform prior; set it to the deployment prior you expect.
+
+    Returns:
+        A dict with ``head`` and ``fine_tune`` (Keras ``History`` objects or None when
+        the epochs are 0) and ``temperature`` (float).
+    """
+    check_choice(loss, "loss", LOSSES)
+    histories = {"head": None, "fine_tune": None}
+    if head_epochs:
+        histories["head"] = train_head(
+            model, train_data, class_counts, head_epochs, validation_data, loss,
+            head_learning_rate, callbacks, steps_per_epoch, verbose,
+        )
+    if fine_tune_epochs:
+        histories["fine_tune"] = fine_tune(
+            model, train_data, class_counts, fine_tune_epochs, validation_data, loss,
+            fine_tune_learning_rate, fine_tune_fraction, callbacks, steps_per_epoch, verbose,
+        )
+    if loss != "logit_adjusted":
+        remove_training_prior(model, class_counts)
+    histories["temperature"] = calibrate_temperature(
+        model, validation_data, prior=_training_prior(class_counts)
+    )
+    return histories
+
+
+def _training_prior(class_counts):
+    counts = check_class_counts(class_counts)
+    return counts / counts.sum()

@@ -1,0 +1,169 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from calibkeras.layers import PriorShift, TemperatureScaling
+from calibkeras.losses import LogitAdjustedCrossentropy
+from calibkeras.models import (
+    BACKBONES,
+    build_classifier,
+    fit_calibrated,
+    logits_model,
+    probabilities_model,
+    remove_training_prior,
+    unfreeze_top,
+)
+
+NAMES = ["ribs", "pie", "tartare"]
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    rng = np.random.default_rng(0)
+    labels = rng.choice(3, size=96, p=[0.6, 0.3, 0.1])
+    images = rng.uniform(0, 255, size=(96, 32, 32, 3)).astype("float32")
+    images[labels == 1, :, :, 0] = 255.0
+    images[labels == 2, :, :, 1] = 0.0
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    return images, labels, dataset, np.bincount(labels, minlength=3)
+
+
+@pytest.fixture(scope="module")
+def trained_lite0(toy_data):
+    """Lite0 (offline ImageNet weights) through the whole recipe: head, fine-tune, T."""
+    images, labels, dataset, counts = toy_data
+    model = build_classifier(
+        3, backbone="efficientnet_lite0", weights="imagenet", image_size=32,
+        class_counts=counts, class_names=NAMES,
+    )
+    history = fit_calibrated(model, dataset, dataset, counts, head_epochs=1,
+                             fine_tune_epochs=1, verbose=0)
+    return model, history
+
+
+def test_recipe_fits_temperature_and_keeps_argmax(trained_lite0, toy_data):
+    images = toy_data[0]
+    model, history = trained_lite0
+    assert [layer.name for layer in model.layers] == [
+        "images", "backbone", "avg_pool", "dropout", "logits", "temperature", "prior_shift"
+    ]
+    temperature = model.get_layer("temperature").temperature
+    assert history["temperature"] == pytest.approx(temperature, rel=1e-5)
+    assert temperature != pytest.approx(1.0)
+    calibrated = model.predict(images, verbose=0).argmax(1)
+    model.get_layer("temperature").set_temperature(1.0)
+    try:
+        np.testing.assert_array_equal(model.predict(images, verbose=0).argmax(1), calibrated)
+    finally:
+        model.get_layer("temperature").set_temperature(temperature)
+    probs = probabilities_model(model).predict(images, verbose=0)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+
+
+def test_recipe_model_round_trips_through_keras_file(trained_lite0, toy_data, tmp_path):
+    images = toy_data[0]
+    model, _ = trained_lite0
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5
+    )
+    assert loaded.get_layer("prior_shift").class_names == NAMES
+    assert loaded.get_layer("temperature").temperature == pytest.approx(
+        model.get_layer("temperature").temperature, rel=1e-6
+    )
+
+
+def test_keras_applications_backbone_fits_and_round_trips(toy_data, tmp_path):
+    images, labels, dataset, counts = toy_data
+    model = build_classifier(3, backbone="efficientnet_b0", weights=None, image_size=32,
+                             class_counts=counts)
+    model.get_layer("backbone").trainable = False  # head training: a short trace on CPU
+    model.compile("adam", loss=LogitAdjustedCrossentropy(counts))
+    model.fit(dataset.take(2), epochs=1, verbose=0)
+    model.save(tmp_path / "b0.keras")
+    loaded = keras.models.load_model(tmp_path / "b0.keras")
+    np.testing.assert_allclose(
+        loaded.predict(images[:8], verbose=0), model.predict(images[:8], verbose=0), atol=1e-5
+    )
+
+
+def test_outputs_are_balanced_logits_plus_log_prior(toy_data):
+    images, labels, _, counts = toy_data
+    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    model.get_layer("temperature").set_temperature(2.0)
+    model.get_layer("prior_shift").set_prior("training")
+    balanced = logits_model(model).predict(images[:8], verbose=0)
+    expected = balanced / 2.0 + np.log(counts / counts.sum())
+    np.testing.assert_allclose(model.predict(images[:8], verbose=0), expected, atol=1e-5)
+
+
+def test_remove_training_prior_shifts_bias():
+    model = build_classifier(3, weights=None, image_size=32)
+    bias_before = model.get_layer("logits").get_weights()[1]
+    remove_training_prior(model, [50, 30, 20])
+    np.testing.assert_allclose(
+        model.get_layer("logits").get_weights()[1],
+        bias_before - np.log([0.5, 0.3, 0.2]), rtol=1e-6,
+    )
+
+
+def test_unfreeze_top_keeps_batchnorm_frozen():
+    model = build_classifier(3, weights=None, image_size=32)
+    unfrozen = unfreeze_top(model, 0.3)
+    backbone = model.get_layer("backbone")
+    assert unfrozen > 0
+    assert not any(
+        layer.trainable for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    assert not backbone.layers[1].trainable and backbone.layers[-1].trainable
+
+
+def test_every_efficientnet_is_known():
+    assert {"efficientnet_lite0", "efficientnet_b7", "efficientnet_v2_l"} <= set(BACKBONES)
+    assert len(BACKBONES) == 16
+
+
+def test_offline_imagenet_download_fails_fast_with_offline_options(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/x.h5: None")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    monkeypatch.setattr("keras.src.applications.efficientnet.file_utils.get_file", no_network)
+    with pytest.raises(RuntimeError, match=r"offline options: backbone='efficientnet_lite0'"):
+        build_classifier(3, backbone="efficientnet_b0", weights="imagenet", image_size=32)
+
+
+def test_local_weights_file_for_keras_applications_backbone(tmp_path):
+    first = build_classifier(3, backbone="efficientnet_b0", weights=None, image_size=32)
+    path = tmp_path / "b0.weights.h5"
+    first.get_layer("backbone").save_weights(path)
+    second = build_classifier(3, backbone="efficientnet_b0", weights=path, image_size=32)
+    for a, b in zip(first.get_layer("backbone").weights, second.get_layer("backbone").weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"num_classes": 1}, ValueError, r"`num_classes` must be at least 2, got 1"),
+        ({"backbone": "resnet50"}, ValueError, r"`backbone` must be one of"),
+        ({"weights": "/nope.weights.h5"}, ValueError, r"'/nope.weights.h5' does not exist"),
+        ({"dropout": 1.5}, ValueError, r"`dropout` must be a number in \[0, 1\), got 1.5"),
+        ({"image_size": (0, 32)}, ValueError, r"`image_size` must be a pair of positive"),
+        ({"class_counts": [1, 2]}, ValueError, r"disagree on the number of classes"),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    arguments = {"num_classes": 3, "weights": None, "image_size": 32, **kwargs}
+    with pytest.raises(error, match=message):
+        build_classifier(**arguments)
+
+
+def test_layers_are_calibkeras_layers():
+    model = build_classifier(3, weights=None, image_size=32)
+    assert isinstance(model.get_layer("temperature"), TemperatureScaling)
+    assert isinstance(model.get_layer("prior_shift"), PriorShift)
+    assert not model.get_layer("temperature").trainable
