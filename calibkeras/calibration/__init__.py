@@ -1,6 +1,12 @@
 """NumPy functions for calibration: scores, temperature fitting, tests, prior estimation."""
 
 from calibkeras.calibration.consistency import calibration_test
+from calibkeras.calibration.decisions import (
+    action_expected_costs,
+    bayes_decisions,
+    expected_cost,
+    realized_cost,
+)
 from calibkeras.calibration.errors import SCORE_NAMES, calibration_errors
 from calibkeras.calibration.prior import PriorEstimate, adjust_to_prior, estimate_prior
 from calibkeras.calibration.reliability import reliability_curve
@@ -9,10 +15,14 @@ from calibkeras.calibration.temperature import fit_temperature
 __all__ = [
     "SCORE_NAMES",
     "PriorEstimate",
+    "action_expected_costs",
     "adjust_to_prior",
+    "bayes_decisions",
     "calibration_errors",
     "calibration_test",
     "estimate_prior",
+    "expected_cost",
     "fit_temperature",
+    "realized_cost",
     "reliability_curve",
 ]

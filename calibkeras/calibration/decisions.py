@@ -1,0 +1,265 @@
+"""Cost-sensitive (Bayes) decisions from calibrated probabilities, and their costs.
+
+A *cost matrix* ``C`` of shape ``(A, K)`` gives ``C[a, y]``, the cost of taking action
+``a`` when the true class is ``y``. There may be more or fewer actions than classes
+(``A != K``): "order a re-check", "ship", "discard" ... An optional *abstain* action
+costs the same fixed ``abstain_cost`` whatever the class; it is appended as row ``A``
+of the extended cost matrix, so action ids run over ``0 .. A`` when it is present.
+
+Given calibrated probabilities ``p(y | x)``, the expected cost of action ``a`` is
+``sum_y C[a, y] p(y | x)`` and the Bayes decision is the action that minimises it.
+Ties go to the lowest action id (so a class action wins a tie with abstaining).
+
+:func:`action_expected_costs` is the one definition of the expected cost: it is written
+in ``keras.ops``, the :class:`calibkeras.layers.CostSensitiveDecision` layer and the
+SavedModel export call it on tensors, and the NumPy functions here call it on arrays
+(float64 in, float64 out).
+"""
+
+import numbers
+
+import numpy as np
+from keras import ops
+from keras.backend import standardize_dtype
+
+from calibkeras._checks import _show, check_labels, check_probabilities
+
+
+def check_cost_matrix(cost_matrix, num_classes=None, name="cost_matrix"):
+    """Returns ``cost_matrix`` as a float64 ``(A, K)`` array, else raises ``ValueError``.
+
+    Args:
+        cost_matrix: ``(A, K)`` costs ``C[action, true_class]``; at least 2 actions and
+            2 classes, every entry finite and ``>= 0``.
+        num_classes: if given, the number of columns ``K`` it must have.
+        name: the argument name used in error messages.
+
+    Returns:
+        ``np.ndarray`` of dtype float64 and shape ``(A, K)``.
+    """
+    try:
+        array = np.asarray(cost_matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be a 2-D array of numbers of shape (num_actions, num_classes), "
+            f"got {_show(cost_matrix)}"
+        ) from None
+    if array.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be a 2-D array of shape (num_actions, num_classes), got shape "
+            f"{array.shape}"
+        )
+    if array.shape[0] < 2:
+        raise ValueError(
+            f"`{name}` must have at least 2 rows (one per action), got shape {array.shape}"
+        )
+    if array.shape[1] < 2:
+        raise ValueError(
+            f"`{name}` must have at least 2 columns (one per class), got shape {array.shape}"
+        )
+    if num_classes is not None and array.shape[1] != num_classes:
+        raise ValueError(
+            f"`{name}` must have {num_classes} columns (one per class of the model), got "
+            f"shape {array.shape}"
+        )
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"`{name}` must be finite; found {array[row, col]} at row {row}, column {col}"
+        )
+    negative = array < 0
+    if negative.any():
+        row, col = np.argwhere(negative)[0]
+        raise ValueError(
+            f"`{name}` must be non-negative (a cost, not a gain); found {array[row, col]} "
+            f"at row {row}, column {col}"
+        )
+    return array
+
+
+def check_abstain_cost(abstain_cost, name="abstain_cost"):
+    """Returns ``abstain_cost`` as a float (or None), else raises ``ValueError``.
+
+    Args:
+        abstain_cost: None (no abstain action) or a finite number ``>= 0``.
+        name: the argument name used in error messages.
+    """
+    if abstain_cost is None:
+        return None
+    if isinstance(abstain_cost, bool) or not isinstance(abstain_cost, numbers.Real):
+        raise ValueError(
+            f"`{name}` must be None or a non-negative finite number, got {_show(abstain_cost)}"
+        )
+    value = float(abstain_cost)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(
+            f"`{name}` must be None or a non-negative finite number, got {_show(abstain_cost)}"
+        )
+    return value
+
+
+def extended_cost_matrix(cost_matrix, abstain_cost=None):
+    """Returns the ``(A(+1), K)`` cost matrix with the abstain row appended (if any).
+
+    Args:
+        cost_matrix: ``(A, K)`` costs (checked with :func:`check_cost_matrix`).
+        abstain_cost: None or the fixed cost of abstaining.
+
+    Returns:
+        float64 array ``(A, K)``, or ``(A + 1, K)`` whose last row is ``abstain_cost``.
+    """
+    cost_matrix = check_cost_matrix(cost_matrix)
+    abstain_cost = check_abstain_cost(abstain_cost)
+    if abstain_cost is None:
+        return cost_matrix
+    return np.vstack([cost_matrix, np.full((1, cost_matrix.shape[1]), abstain_cost)])
+
+
+def action_expected_costs(probs, cost_matrix, abstain_cost=None):
+    """Expected cost of every action: ``probs @ C.T``, plus an abstain column.
+
+    The one definition shared by the layer, the export and the NumPy functions. No
+    argument checks (it runs inside models and SavedModels); the callers check.
+
+    Args:
+        probs: ``(..., K)`` probabilities (array or tensor).
+        cost_matrix: ``(A, K)`` costs ``C[action, true_class]`` (array, tensor or
+            variable); cast to the dtype of ``probs``.
+        abstain_cost: None, or a scalar (number, tensor or variable): the cost of the
+            extra abstain action, whatever the class.
+
+    Returns:
+        Tensor ``(..., A)``, or ``(..., A + 1)`` with the abstain action last, in the
+        dtype of ``probs``.
+    """
+    probs = ops.convert_to_tensor(probs)
+    costs = ops.matmul(probs, ops.transpose(_cast(cost_matrix, probs.dtype)))
+    if abstain_cost is not None:
+        abstain = ops.ones_like(costs[..., :1]) * _cast(abstain_cost, probs.dtype)
+        costs = ops.concatenate([costs, abstain], axis=-1)
+    return costs
+
+
+def _cast(value, dtype):
+    # Python numbers and lists go through NumPy in the target dtype: keras.ops would
+    # first make them float32, and lose digits of a float64 computation.
+    if isinstance(value, (numbers.Number, list, tuple, np.ndarray)):
+        return ops.convert_to_tensor(np.asarray(value, dtype=standardize_dtype(dtype)))
+    return ops.cast(value, dtype)
+
+
+def _expected_cost_matrix(probs, cost_matrix, abstain_cost):
+    probs = check_probabilities(probs)
+    cost_matrix = check_cost_matrix(cost_matrix, probs.shape[1])
+    abstain_cost = check_abstain_cost(abstain_cost)
+    costs = action_expected_costs(probs, cost_matrix, abstain_cost)
+    return ops.convert_to_numpy(costs).astype(np.float64)
+
+
+def _check_decisions(decisions, num_actions, num_samples=None):
+    """Returns ``decisions`` as a 1-D int64 array of action ids in [0, num_actions)."""
+    array = np.asarray(decisions)
+    if array.ndim != 1:
+        raise ValueError(
+            f"`decisions` must be a 1-D array of integer action ids, got shape {array.shape}"
+        )
+    if array.shape[0] == 0:
+        raise ValueError("`decisions` is empty; pass at least one sample")
+    if num_samples is not None and array.shape[0] != num_samples:
+        raise ValueError(
+            f"`decisions` has {array.shape[0]} entries but `probs` has {num_samples} rows; "
+            "they must have the same length"
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"`decisions` must hold integer action ids, got dtype {array.dtype} "
+            f"(first values {_show(array[:5].tolist())})"
+        )
+    array = array.astype(np.int64)
+    outside = (array < 0) | (array >= num_actions)
+    if outside.any():
+        index = int(np.argmax(outside))
+        raise ValueError(
+            f"`decisions` must be action ids in [0, {num_actions}) (rows of the cost matrix, "
+            f"the abstain action last); found {array[index]} at position {index}"
+        )
+    return array
+
+
+def bayes_decisions(probs, cost_matrix, abstain_cost=None):
+    """Bayes decisions: the action of least expected cost for each sample.
+
+    ``decision = argmin_a sum_y C[a, y] p(y | x)`` over the ``A`` actions and, when
+    ``abstain_cost`` is given, the abstain action ``A`` whose cost is ``abstain_cost``
+    whatever ``y``. Ties go to the lowest action id.
+
+    Args:
+        probs: ``(N, K)`` calibrated probabilities (rows sum to 1).
+        cost_matrix: ``(A, K)`` non-negative finite costs ``C[action, true_class]``;
+            ``A >= 2`` and may differ from ``K``.
+        abstain_cost: None (default, no abstain action) or a non-negative cost.
+
+    Returns:
+        int64 array ``(N,)`` of action ids in ``[0, A)``, or ``[0, A]`` with abstain.
+
+    Example:
+        >>> probs = np.array([[0.7, 0.3], [0.2, 0.8]])
+        >>> bayes_decisions(probs, [[0, 5], [1, 0]])  # a missed positive costs 5
+        array([1, 1])
+
+    References:
+        Elkan (2001), The foundations of cost-sensitive learning. IJCAI.
+    """
+    costs = _expected_cost_matrix(probs, cost_matrix, abstain_cost)
+    return np.argmin(costs, axis=1).astype(np.int64)
+
+
+def expected_cost(probs, decisions, cost_matrix, abstain_cost=None):
+    """Mean expected cost of the chosen actions under the model's own probabilities.
+
+    ``mean_i sum_y C[d_i, y] p(y | x_i)``: the cost the model *expects* to pay. When
+    the probabilities are calibrated it estimates :func:`realized_cost`; a gap between
+    the two on labelled data is a sign of miscalibration.
+
+    Args:
+        probs: ``(N, K)`` probabilities (rows sum to 1).
+        decisions: ``(N,)`` action ids in ``[0, A)`` (``[0, A]`` with abstain).
+        cost_matrix: ``(A, K)`` non-negative finite costs.
+        abstain_cost: None or the cost of the abstain action (id ``A``).
+
+    Returns:
+        float, in the units of the cost matrix; lower is better.
+
+    Example:
+        >>> expected_cost([[0.7, 0.3]], [0], [[0, 5], [1, 0]])
+        1.5
+    """
+    costs = _expected_cost_matrix(probs, cost_matrix, abstain_cost)
+    decisions = _check_decisions(decisions, costs.shape[1], costs.shape[0])
+    return float(np.mean(costs[np.arange(costs.shape[0]), decisions]))
+
+
+def realized_cost(labels, decisions, cost_matrix, abstain_cost=None):
+    """Mean actual cost of the chosen actions against the true labels.
+
+    ``mean_i C[d_i, y_i]``, with ``C`` extended by the abstain row when
+    ``abstain_cost`` is given.
+
+    Args:
+        labels: ``(N,)`` true class ids in ``[0, K)``.
+        decisions: ``(N,)`` action ids in ``[0, A)`` (``[0, A]`` with abstain).
+        cost_matrix: ``(A, K)`` non-negative finite costs.
+        abstain_cost: None or the cost of the abstain action (id ``A``).
+
+    Returns:
+        float, in the units of the cost matrix; lower is better.
+
+    Example:
+        >>> realized_cost([1, 0], [0, 0], [[0, 5], [1, 0]])
+        2.5
+    """
+    extended = extended_cost_matrix(cost_matrix, abstain_cost)
+    decisions = _check_decisions(decisions, extended.shape[0])
+    labels = check_labels(labels, extended.shape[1], decisions.shape[0])
+    return float(np.mean(extended[decisions, labels]))

@@ -1,0 +1,416 @@
+"""export_saved_model: a TF Serving SavedModel with prediction and decision signatures."""
+
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from calibkeras._checks import check_positive_int
+from calibkeras.calibration.decisions import (
+    action_expected_costs,
+    check_abstain_cost,
+    check_cost_matrix,
+)
+from calibkeras.calibration.prior import PriorEstimate
+from calibkeras.data.preprocessing import decode_images
+from calibkeras.export.classifier_parts import split_classifier
+from calibkeras.layers.cost_sensitive_decision import CostSensitiveDecision
+from calibkeras.layers.prior_shift import PriorShift
+
+#: The signatures every export holds, in the order they are added.
+SIGNATURE_NAMES = ("serving_default", "predict_image_bytes", "decide", "decide_with_costs")
+
+#: Names of the variable collections that carry the export's settings (read them back
+#: with :func:`calibkeras.export.read_export_metadata`).
+METADATA_COLLECTIONS = (
+    "class_names",
+    "image_size",
+    "log_temperature",
+    "deployment_log_prior",
+    "cost_matrix",
+    "abstain_cost",
+    "action_names",
+)
+
+
+def variable_value(variable):
+    """A Keras (TensorFlow-backend) variable's value as a NumPy array.
+
+    ``variable.value.numpy()`` rather than ``np.asarray(variable)``, which makes NumPy 2
+    warn about Keras' ``__array__`` (no ``copy`` keyword).
+    """
+    return np.asarray(variable.value.numpy())
+
+
+def _assert(condition, message, shape):
+    """An assert op whose error reads ``message`` followed by the offending shape."""
+    return tf.debugging.Assert(condition, [message, "got shape", shape], summarize=8)
+
+
+def _checked(tensor, name, rank, fixed_dims, problems):
+    """Checks rank and fixed sizes of a request tensor in the graph.
+
+    Args:
+        tensor: the request tensor (unknown rank in the signature).
+        name: its input name, for the messages.
+        rank: the rank it must have.
+        fixed_dims: ``{axis: size}`` sizes it must have.
+        problems: ``{axis: message}`` the message for each fixed axis.
+
+    Returns:
+        The tensor, with the checks as control dependencies and its static shape set.
+    """
+    shape = tf.shape(tensor, out_type=tf.int64)
+    rank_ok = tf.equal(tf.size(shape), rank)
+    # Padding keeps the indexing valid whatever rank arrives; a dim check only counts
+    # when the rank is right, so a wrong rank gives the rank message alone.
+    padded = tf.concat([shape, tf.fill([rank], tf.constant(-1, tf.int64))], axis=0)
+    checks = [_assert(rank_ok, f"`{name}` must have rank {rank}: {problems['rank']}", shape)]
+    for axis, size in fixed_dims.items():
+        size_ok = tf.logical_or(tf.logical_not(rank_ok), tf.equal(padded[axis], size))
+        checks.append(_assert(size_ok, f"`{name}` {problems[axis]}", shape))
+    with tf.control_dependencies(checks):
+        tensor = tf.identity(tensor)
+    # set_shape only refines the static shape; the asserts above do the runtime check.
+    # (tf.ensure_shape would not do: Grappler evaluates it while specialising the
+    # function for the fed shapes, before the asserts run, so its terse message wins.)
+    tensor.set_shape([fixed_dims.get(axis) for axis in range(rank)])
+    return tensor
+
+
+def _checked_images(images, image_size):
+    height, width = image_size
+    expected = f"[batch, {height}, {width}, 3] (float32 RGB pixels in 0..255)"
+    return _checked(
+        images,
+        "images",
+        4,
+        {1: height, 2: width, 3: 3},
+        {
+            "rank": f"shape {expected}",
+            1: f"must be {height}x{width} pixels (the input size of the model), shape {expected}; "
+            "send encoded images to the predict_image_bytes signature to have them resized",
+            2: f"must be {height}x{width} pixels (the input size of the model), shape {expected}; "
+            "send encoded images to the predict_image_bytes signature to have them resized",
+            3: f"must have 3 channels (RGB) in its last axis, shape {expected}",
+        },
+    )
+
+
+def _checked_image_bytes(image_bytes):
+    return _checked(
+        image_bytes,
+        "image_bytes",
+        1,
+        {},
+        {"rank": "a 1-D batch [batch] of encoded JPEG/PNG/GIF/BMP files (raw bytes)"},
+    )
+
+
+def _checked_cost_matrix(cost_matrix, num_classes):
+    expected = f"[num_actions, {num_classes}] (num_actions >= 2, one column per class)"
+    cost_matrix = _checked(
+        cost_matrix,
+        "cost_matrix",
+        2,
+        {1: num_classes},
+        {"rank": f"shape {expected}", 1: f"must have {num_classes} columns, shape {expected}"},
+    )
+    shape = tf.shape(cost_matrix, out_type=tf.int64)
+    finite = tf.math.is_finite(cost_matrix)
+    checks = [
+        _assert(
+            tf.greater_equal(shape[0], 2),
+            f"`cost_matrix` must have at least 2 rows (actions), shape {expected}",
+            shape,
+        ),
+        _assert(tf.reduce_all(finite), "`cost_matrix` must be finite (no NaN or inf)", shape),
+        _assert(
+            tf.reduce_all(tf.logical_or(cost_matrix >= 0, tf.logical_not(finite))),
+            "`cost_matrix` must be non-negative (costs, not gains)",
+            shape,
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(cost_matrix)
+
+
+def _checked_log_prior(log_prior, num_classes):
+    expected = f"[{num_classes}] (the log of a class prior; a constant shift is ignored)"
+    log_prior = _checked(
+        log_prior,
+        "log_prior",
+        1,
+        {0: num_classes},
+        {"rank": f"shape {expected}", 0: f"must have {num_classes} entries, shape {expected}"},
+    )
+    check = _assert(
+        tf.reduce_all(tf.math.is_finite(log_prior)),
+        "`log_prior` must be finite (every class needs a positive prior)",
+        tf.shape(log_prior, out_type=tf.int64),
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(log_prior)
+
+
+def _deployment_log_prior(prior_shift, prior):
+    """The ``(K,)`` float32 log prior the exported signatures predict under."""
+    if prior is None:
+        return variable_value(prior_shift.log_prior).astype(np.float32)
+    if isinstance(prior, PriorEstimate):
+        prior = prior.prior
+    scratch = PriorShift.from_config(prior_shift.get_config())  # the caller's model is untouched
+    scratch.set_prior(prior)
+    return variable_value(scratch.log_prior).astype(np.float32)
+
+
+def _check_version_dir(final, overwrite):
+    if (final.exists() or final.is_symlink()) and not overwrite:
+        raise FileExistsError(
+            f"export version folder {final} already exists; pass `overwrite=True` to "
+            "replace it, or choose another `version`"
+        )
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def export_saved_model(
+    model,
+    export_dir,
+    version=1,
+    cost_matrix=None,
+    abstain_cost=None,
+    prior=None,
+    action_names=None,
+    overwrite=False,
+    verbose=False,
+):
+    """Exports a calibkeras classifier as a SavedModel that TF Serving serves as it is.
+
+    Writes ``export_dir/<version>/`` (TF Serving's layout: it serves the highest
+    numeric version folder) with four signatures. Every input has an unknown shape in
+    the SignatureDef and is checked inside the graph, so a bad request fails with an
+    ``InvalidArgumentError`` that says what is wrong, whichever client sends it.
+
+    * ``serving_default``: ``images`` float32 ``[batch, H, W, 3]``, RGB pixels in
+      0..255 -> ``probabilities`` float32 ``[batch, K]``, ``classes`` int32 ``[batch]``
+      (argmax), ``class_names`` string ``[batch]``, ``confidence`` float32 ``[batch]``
+      (the largest probability).
+    * ``predict_image_bytes``: ``image_bytes`` string ``[batch]``, encoded
+      JPEG/PNG/GIF/BMP files (TF Serving's REST API base64-decodes ``{"b64": ...}``
+      itself) -> the same outputs. Images are decoded and resized by
+      :func:`calibkeras.data.preprocessing.decode_images`, the function training uses.
+    * ``decide``: ``images`` -> ``decision`` int32 ``[batch]``, ``decision_names``
+      string ``[batch]``, ``expected_cost`` float32 ``[batch, A(+1)]`` and
+      ``probabilities``, with the cost matrix, abstain cost and deployment prior fixed
+      at export (see :class:`calibkeras.layers.CostSensitiveDecision`).
+    * ``decide_with_costs``: ``images``, ``cost_matrix`` float32 ``[A, K]`` and
+      ``log_prior`` float32 ``[K]`` from the request -> ``decision``,
+      ``expected_cost`` ``[batch, A]``, ``probabilities`` =
+      ``softmax(f(x) / T + log_prior)``: thresholds and prior change per request,
+      without re-exporting. To abstain, add a row whose entries all equal the abstain
+      cost. ``log_prior`` may be unnormalised (a constant shift changes nothing).
+
+    Probabilities of the first three signatures are ``softmax(f(x) / T + log(prior))``
+    with ``T`` from the model's ``TemperatureScaling`` layer and the deployment prior
+    chosen by ``prior``. The class names, image size, temperature, deployment prior,
+    cost matrix, abstain cost and action names are stored in the SavedModel; read them
+    with :func:`calibkeras.export.read_export_metadata`.
+
+    The export is written to a hidden temporary folder in ``export_dir`` and renamed
+    to ``<version>`` at the end, so TF Serving never sees a half-written version.
+
+    Args:
+        model: a calibkeras classifier (see :func:`calibkeras.export.split_classifier`
+            for the contract): images ``(batch, H, W, 3)`` in 0..255 -> logits from
+            ``TemperatureScaling`` then ``PriorShift``.
+        export_dir: the model's base folder (e.g. ``saved_models/food10``); created if
+            missing.
+        version: positive int, the version folder name (default 1).
+        cost_matrix: ``(A, K)`` non-negative finite costs ``C[action, true_class]`` for
+            ``decide``; default None, the 0-1 loss ``1 - I`` (``decision`` = argmax).
+        abstain_cost: None (default) or a non-negative cost of an extra abstain action
+            (decision id ``A``) in ``decide``.
+        prior: the deployment prior of the exported signatures: None (default, the
+            model's current ``PriorShift`` prior), ``"uniform"``, ``"training"``, a
+            ``(K,)`` probability vector or a
+            :class:`calibkeras.calibration.PriorEstimate`. Applied to the export only;
+            the model is not changed.
+        action_names: optional ``A`` names of the actions for ``decision_names``;
+            default the class names with the default cost matrix, else ``"0"`` ..
+            ``"A-1"``; the abstain action is ``"abstain"``.
+        overwrite: replace an existing ``export_dir/<version>`` (default False: error).
+        verbose: print the endpoints Keras writes (default False).
+
+    Returns:
+        str, the path of the version folder written.
+
+    Raises:
+        ValueError: a model that breaks the contract, a bad ``cost_matrix`` (NaN/inf,
+            negative, not ``(A, K)`` with ``K`` classes), ``abstain_cost``, ``prior``,
+            ``action_names`` or ``version``.
+        FileExistsError: ``export_dir/<version>`` exists and ``overwrite`` is False.
+
+    Warns:
+        UserWarning: when the temperature is exactly 1.0 (never fitted).
+
+    Example:
+        >>> path = export_saved_model(model, "saved_models/food10", version=1,
+        ...                           cost_matrix=costs, abstain_cost=0.3)
+        >>> verify_saved_model("saved_models/food10", model)["ok"]
+        True
+
+    References:
+        TF Serving REST API: https://www.tensorflow.org/tfx/serving/api_rest
+        Elkan (2001), The foundations of cost-sensitive learning. IJCAI.
+    """
+    parts = split_classifier(model)
+    class_names = parts.class_names
+    num_classes = len(class_names)
+    version = check_positive_int(version, "version")
+    if cost_matrix is None:
+        costs = 1.0 - np.eye(num_classes)
+        if action_names is None:
+            action_names = class_names
+    else:
+        costs = check_cost_matrix(cost_matrix, num_classes)
+    abstain_cost = check_abstain_cost(abstain_cost)
+    log_prior = _deployment_log_prior(parts.prior_shift, prior)
+    decision_layer = CostSensitiveDecision(
+        costs, abstain_cost=abstain_cost, action_names=action_names, name="decision"
+    )
+    log_temperature = float(variable_value(parts.temperature_layer.log_temperature))
+    if log_temperature == 0.0:
+        warnings.warn(
+            f"TemperatureScaling layer '{parts.temperature_layer.name}' has T = 1.0 exactly, "
+            "so it was probably never fitted and the exported probabilities are not "
+            "temperature-calibrated. Fit it on validation data first "
+            "(calibkeras.calibration.fit_temperature, then set_temperature, or the "
+            "TemperatureCalibration callback).",
+            UserWarning,
+            stacklevel=2,
+        )
+    base = Path(export_dir)
+    final = base / str(version)
+    _check_version_dir(final, overwrite)
+
+    archive = _build_archive(parts, decision_layer, log_prior)
+
+    base.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    try:
+        archive.write_out(os.fspath(staging), verbose=verbose)
+        _check_version_dir(final, overwrite)
+        if final.exists() or final.is_symlink():
+            retired = base / f".old-{version}-{uuid.uuid4().hex}"
+            final.rename(retired)
+            staging.rename(final)
+            _remove(retired)
+        else:
+            staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return os.fspath(final)
+
+
+def _build_archive(parts, decision_layer, log_prior):
+    """The ExportArchive with the four signatures and the metadata collections."""
+    image_size = parts.image_size
+    num_classes = len(parts.class_names)
+    scaled_logits_model = parts.scaled_logits_model
+
+    class_names = tf.Variable(parts.class_names, dtype=tf.string, trainable=False)
+    action_names = tf.Variable(decision_layer.output_action_names, dtype=tf.string,
+                               trainable=False)
+    deployment_log_prior = tf.Variable(log_prior, dtype=tf.float32, trainable=False)
+    image_size_variable = tf.Variable(list(image_size), dtype=tf.int32, trainable=False)
+
+    def scaled_logits(images):
+        logits = scaled_logits_model(_checked_images(images, image_size), training=False)
+        return tf.cast(logits, tf.float32)
+
+    def class_outputs(probabilities):
+        classes = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {
+            "probabilities": probabilities,
+            "classes": classes,
+            "class_names": tf.gather(class_names, classes),
+            "confidence": tf.reduce_max(probabilities, axis=-1),
+        }
+
+    def serving_default(images):
+        return class_outputs(tf.nn.softmax(scaled_logits(images) + deployment_log_prior))
+
+    def predict_image_bytes(image_bytes):
+        images = decode_images(_checked_image_bytes(image_bytes), image_size)
+        return serving_default(images)
+
+    def decide(images):
+        probabilities = tf.nn.softmax(scaled_logits(images) + deployment_log_prior)
+        outputs = decision_layer(probabilities)
+        return {
+            "decision": outputs["decision"],
+            "decision_names": tf.gather(action_names, outputs["decision"]),
+            "expected_cost": outputs["expected_cost"],
+            "probabilities": probabilities,
+        }
+
+    def decide_with_costs(images, cost_matrix, log_prior):
+        cost_matrix = _checked_cost_matrix(cost_matrix, num_classes)
+        log_prior = _checked_log_prior(log_prior, num_classes)
+        probabilities = tf.nn.softmax(scaled_logits(images) + log_prior)
+        costs = action_expected_costs(probabilities, cost_matrix)
+        return {
+            "decision": tf.argmin(costs, axis=-1, output_type=tf.int32),
+            "expected_cost": costs,
+            "probabilities": probabilities,
+        }
+
+    images_spec = tf.TensorSpec(None, tf.float32, name="images")
+    archive = keras.export.ExportArchive()
+    archive.track(scaled_logits_model)
+    archive.track(decision_layer)
+    archive.add_endpoint("serving_default", serving_default, input_signature=[images_spec])
+    archive.add_endpoint(
+        "predict_image_bytes",
+        predict_image_bytes,
+        input_signature=[tf.TensorSpec(None, tf.string, name="image_bytes")],
+    )
+    archive.add_endpoint("decide", decide, input_signature=[images_spec])
+    archive.add_endpoint(
+        "decide_with_costs",
+        decide_with_costs,
+        input_signature=[
+            images_spec,
+            tf.TensorSpec(None, tf.float32, name="cost_matrix"),
+            tf.TensorSpec(None, tf.float32, name="log_prior"),
+        ],
+    )
+    abstain = [] if decision_layer.abstain_cost_weight is None else [
+        decision_layer.abstain_cost_weight
+    ]
+    collections = {
+        "class_names": [class_names],
+        "image_size": [image_size_variable],
+        "log_temperature": [parts.temperature_layer.log_temperature],
+        "deployment_log_prior": [deployment_log_prior],
+        "cost_matrix": [decision_layer.cost_matrix],
+        "abstain_cost": abstain,
+        "action_names": [action_names],
+    }
+    for name in METADATA_COLLECTIONS:
+        variables = collections[name]
+        archive.add_variable_collection(name, variables)
+    return archive

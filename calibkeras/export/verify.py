@@ -1,0 +1,291 @@
+"""verify_saved_model: checks an export through TF Serving's loader against Keras."""
+
+import numpy as np
+import tensorflow as tf
+
+from calibkeras.calibration.decisions import extended_cost_matrix
+from calibkeras.data.preprocessing import decode_images
+from calibkeras.export.classifier_parts import split_classifier
+from calibkeras.export.saved_model import SIGNATURE_NAMES, variable_value
+from calibkeras.export.serving_session import ServingSession, find_version_dir
+
+
+class SavedModelVerificationError(AssertionError):
+    """An export's signatures disagree with the reference; ``.report`` has the details."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+def _strings(values):
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.ravel(values)]
+
+
+def read_export_metadata(export_dir):
+    """Reads the settings an export carries (with ``tf.saved_model.load``).
+
+    Args:
+        export_dir: a version folder or a base folder (highest version taken).
+
+    Returns:
+        dict with ``class_names`` (list of K str), ``image_size`` ``(H, W)``,
+        ``temperature`` (float), ``log_prior`` (float32 ``(K,)``, as exported),
+        ``prior`` (float64 ``(K,)``, normalised), ``cost_matrix`` (float32 ``(A, K)``),
+        ``abstain_cost`` (float or None), ``action_names`` (list of A(+1) str) and
+        ``path`` (str, the version folder).
+    """
+    path = find_version_dir(export_dir)
+    loaded = tf.saved_model.load(str(path))
+
+    def value(name):
+        variables = list(getattr(loaded, name, []))
+        return variables[0].numpy() if variables else None
+
+    log_prior = value("deployment_log_prior").astype(np.float32)
+    prior = np.exp(log_prior.astype(np.float64) - log_prior.max())
+    abstain_cost = value("abstain_cost")
+    return {
+        "path": str(path),
+        "class_names": _strings(value("class_names")),
+        "image_size": tuple(int(v) for v in value("image_size")),
+        "temperature": float(np.exp(value("log_temperature"))),
+        "log_prior": log_prior,
+        "prior": prior / prior.sum(),
+        "cost_matrix": value("cost_matrix").astype(np.float32),
+        "abstain_cost": None if abstain_cost is None else float(abstain_cost),
+        "action_names": _strings(value("action_names")),
+    }
+
+
+def _softmax(logits):
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _encode_png(images):
+    pixels = np.clip(np.round(images), 0, 255).astype(np.uint8)
+    return np.array([tf.io.encode_png(image).numpy() for image in pixels], dtype=object)
+
+
+class _Checker:
+    """Collects max-abs differences and failures of one signature."""
+
+    def __init__(self, atol):
+        self.atol = atol
+        self.max_abs_diff = 0.0
+        self.failures = []
+
+    def close(self, what, served, reference):
+        served = np.asarray(served, dtype=np.float64)
+        reference = np.asarray(reference, dtype=np.float64)
+        if served.shape != reference.shape:
+            self.failures.append(
+                f"{what}: shape {served.shape}, expected {reference.shape}"
+            )
+            return
+        diff = float(np.max(np.abs(served - reference))) if served.size else 0.0
+        self.max_abs_diff = max(self.max_abs_diff, diff)
+        if not diff <= self.atol:
+            self.failures.append(f"{what}: max abs diff {diff:.3g} > atol {self.atol:g}")
+
+    def optimal(self, what, chosen, scores, maximise):
+        """Every chosen index is the best score, up to ties within atol."""
+        chosen = np.asarray(chosen).astype(np.int64)
+        scores = np.asarray(scores, dtype=np.float64)
+        if chosen.shape != scores.shape[:1] or np.any(chosen < 0) or np.any(
+            chosen >= scores.shape[1]
+        ):
+            self.failures.append(f"{what}: ids {chosen.tolist()} do not fit {scores.shape}")
+            return
+        picked = scores[np.arange(len(chosen)), chosen]
+        best = scores.max(axis=1) if maximise else scores.min(axis=1)
+        gap = (best - picked) if maximise else (picked - best)
+        wrong = np.flatnonzero(gap > self.atol)
+        if wrong.size:
+            self.failures.append(
+                f"{what}: rows {wrong.tolist()} chose {chosen[wrong].tolist()}, not the best"
+            )
+
+    def equal(self, what, served, expected):
+        if list(served) != list(expected):
+            self.failures.append(f"{what}: {list(served)} != expected {list(expected)}")
+
+    def report(self):
+        return {"max_abs_diff": self.max_abs_diff, "ok": not self.failures,
+                "failures": list(self.failures)}
+
+
+def _check_class_outputs(checker, served, probs, class_names):
+    checker.close("probabilities", served["probabilities"], probs)
+    checker.close("confidence", served["confidence"], probs.max(axis=1))
+    checker.optimal("classes", served["classes"], probs, maximise=True)
+    classes = np.asarray(served["classes"]).astype(np.int64)
+    if classes.size and classes.min() >= 0 and classes.max() < len(class_names):
+        checker.equal("class_names", _strings(served["class_names"]),
+                      [class_names[c] for c in classes])
+
+
+def _check_decisions(checker, served, probs, costs, action_names=None):
+    checker.close("probabilities", served["probabilities"], probs)
+    expected_cost = probs @ np.asarray(costs, dtype=np.float64).T
+    checker.close("expected_cost", served["expected_cost"], expected_cost)
+    checker.optimal("decision", served["decision"], expected_cost, maximise=False)
+    decisions = np.asarray(served["decision"]).astype(np.int64)
+    if action_names is not None and decisions.size and decisions.max() < len(action_names):
+        checker.equal("decision_names", _strings(served["decision_names"]),
+                      [action_names[d] for d in decisions])
+
+
+def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
+                       num_samples=4, seed=0):
+    """Checks every signature of an export, loaded as TF Serving loads it.
+
+    Loads the SavedModel with the TF1 loader (``tf.compat.v1.saved_model.loader.load``
+    on tag ``"serve"`` in a ``tf.compat.v1.Session``, see :class:`ServingSession`),
+    runs each signature by its SignatureDef tensor names on sample images, and compares
+    the outputs with references computed in Keras:
+
+    * ``serving_default``, ``decide``: ``softmax(f(x) / T + log(prior))`` from the
+      model's temperature-scaled logits and the deployment prior stored in the export;
+      ``expected_cost`` = probabilities @ C.T with the stored costs; classes and
+      decisions must be optimal (ties within ``atol`` accepted); names must match.
+    * ``predict_image_bytes``: the sample images encoded as PNG, against the Keras
+      model on :func:`calibkeras.data.preprocessing.decode_images` of the same bytes.
+    * ``decide_with_costs``: with the model's *current* ``log_prior`` and the stored
+      costs (abstain as an extra row) in the request, probabilities must equal
+      ``softmax(model(x))``, the full Keras model.
+
+    Without ``model`` the signatures are checked against each other instead (the
+    ``serving_default`` probabilities are the reference).
+
+    Args:
+        export_dir: a version folder, or a base folder (its highest version is taken).
+        model: optional, the Keras classifier that was exported.
+        sample_images: optional float32 ``(N, H, W, 3)`` images in 0..255; default
+            ``num_samples`` uniform random images (seeded by ``seed``).
+        atol: absolute tolerance on probabilities and expected costs (default 1e-5).
+        num_samples: number of random images when ``sample_images`` is None.
+        seed: seed of the random images.
+
+    Returns:
+        dict: ``path`` (the version folder), ``reference`` (``"keras model"`` or
+        ``"self-consistency"``), ``num_samples``, ``ok`` (bool) and ``signatures``:
+        ``{name: {"max_abs_diff": float, "ok": bool, "failures": [str]}}``; checks of
+        the stored settings against the model are under ``"metadata"``.
+
+    Raises:
+        SavedModelVerificationError: (an ``AssertionError``) listing every failure; its
+            ``report`` attribute holds the dict above.
+        FileNotFoundError: no SavedModel at ``export_dir``.
+
+    Example:
+        >>> report = verify_saved_model("saved_models/food10", model)
+        >>> report["signatures"]["decide"]["max_abs_diff"] < 1e-5
+        True
+    """
+    metadata = read_export_metadata(export_dir)
+    path = metadata["path"]
+    height, width = metadata["image_size"]
+    if sample_images is None:
+        rng = np.random.default_rng(seed)
+        images = rng.uniform(0, 255, size=(num_samples, height, width, 3)).astype(np.float32)
+    else:
+        images = np.asarray(sample_images, dtype=np.float32)
+        if images.ndim != 4 or images.shape[1:] != (height, width, 3) or not len(images):
+            raise ValueError(
+                f"`sample_images` must have shape (N, {height}, {width}, 3) with N >= 1 to "
+                f"match the export, got {images.shape}"
+            )
+    encoded = _encode_png(images)
+    decoded = decode_images(tf.constant(encoded), (height, width)).numpy()
+    log_prior = metadata["log_prior"]
+    costs = extended_cost_matrix(metadata["cost_matrix"], metadata["abstain_cost"])
+
+    meta_checker = _Checker(atol)
+    parts = None
+    if model is not None:
+        parts = split_classifier(model)
+        meta_checker.equal("image_size", [parts.image_size], [(height, width)])
+        meta_checker.equal("class_names", metadata["class_names"], parts.class_names)
+        request_log_prior = variable_value(parts.prior_shift.log_prior).astype(np.float32)
+        meta_checker.close("temperature", [metadata["temperature"]],
+                           [parts.temperature_layer.temperature])
+    else:
+        request_log_prior = log_prior
+
+    requests = {
+        "serving_default": {"images": images},
+        "predict_image_bytes": {"image_bytes": encoded},
+        "decide": {"images": images},
+        "decide_with_costs": {
+            "images": images,
+            "cost_matrix": costs.astype(np.float32),
+            "log_prior": request_log_prior,
+        },
+    }
+    served, run_failures = {}, {}
+    with ServingSession(path) as session:
+        for name, inputs in requests.items():
+            try:
+                served[name] = session.run(name, **inputs)
+            except (KeyError, tf.errors.OpError) as error:
+                run_failures[name] = f"did not run: {type(error).__name__}: {error}"
+        if model is None and "serving_default" in served:
+            served["serving_default@decoded"] = session.run("serving_default", images=decoded)
+
+    # References (computed outside the TF1 session's graph).
+    if parts is not None:
+        scaled = parts.scaled_logits_model(images, training=False)
+        scaled_decoded = parts.scaled_logits_model(decoded, training=False)
+        probs = _softmax(np.asarray(scaled, dtype=np.float32) + log_prior)
+        probs_decoded = _softmax(np.asarray(scaled_decoded, dtype=np.float32) + log_prior)
+        probs_request = _softmax(np.asarray(model(images, training=False), dtype=np.float32))
+    elif "serving_default" in served:
+        probs = np.asarray(served["serving_default"]["probabilities"], dtype=np.float64)
+        probs_decoded = np.asarray(
+            served["serving_default@decoded"]["probabilities"], dtype=np.float64
+        )
+        probs_request = probs
+    else:
+        probs = probs_decoded = probs_request = None
+
+    signatures = {}
+    if meta_checker.failures or parts is not None:
+        signatures["metadata"] = meta_checker.report()
+    for name in SIGNATURE_NAMES:
+        checker = _Checker(atol)
+        if name in run_failures:
+            checker.failures.append(run_failures[name])
+        elif probs is None:
+            checker.failures.append("no reference: serving_default did not run")
+        elif name == "serving_default":
+            _check_class_outputs(checker, served[name], probs, metadata["class_names"])
+        elif name == "predict_image_bytes":
+            _check_class_outputs(checker, served[name], probs_decoded, metadata["class_names"])
+        elif name == "decide":
+            _check_decisions(checker, served[name], probs, costs, metadata["action_names"])
+        else:
+            _check_decisions(checker, served[name], probs_request, costs)
+        signatures[name] = checker.report()
+
+    report = {
+        "path": path,
+        "reference": "keras model" if parts is not None else "self-consistency",
+        "num_samples": int(len(images)),
+        "ok": all(entry["ok"] for entry in signatures.values()),
+        "signatures": signatures,
+    }
+    if not report["ok"]:
+        lines = [
+            f"  {name}: {failure}"
+            for name, entry in signatures.items()
+            for failure in entry["failures"]
+        ]
+        raise SavedModelVerificationError(
+            f"SavedModel {path} failed verification ({report['reference']}, atol {atol:g}):\n"
+            + "\n".join(lines),
+            report,
+        )
+    return report
