@@ -1,5 +1,6 @@
 """Iterating labelled data in batches, whatever form the user passed it in."""
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -44,16 +45,21 @@ def label_ids(y):
     return y.reshape(-1).astype(np.int64)
 
 
-def predict_with_labels(predict_on_batch, data, batch_size=32):
+def predict_with_labels(predict_on_batch, data, batch_size=32, progress=False):
     """Runs ``predict_on_batch`` over labelled data; returns ``(outputs, labels)`` arrays.
 
     Labels are returned as integer class ids. The order is the data's order, so
-    outputs and labels stay aligned even for a shuffled dataset.
+    outputs and labels stay aligned even for a shuffled dataset. With
+    ``progress=True`` a Keras progress bar counts the samples.
     """
+    total = getattr(data, "num_examples", None)
+    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
     outputs, labels = [], []
     for x, y, _ in iterate_batches(data, batch_size):
         outputs.append(np.asarray(ops.convert_to_numpy(predict_on_batch(x))))
         labels.append(label_ids(y))
+        if bar is not None:
+            bar.add(len(labels[-1]))
     if not outputs:
         raise ValueError("the validation data yielded no batches; pass a non-empty dataset")
     return np.concatenate(outputs), np.concatenate(labels)

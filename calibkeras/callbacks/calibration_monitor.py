@@ -1,13 +1,14 @@
 """CalibrationMonitor: adds calibration scores on validation data to the epoch logs."""
 
+import os
 import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
-from calibkeras import metrics
-from calibkeras._batches import iterate_batches
+from calibkeras import metrics, scoring
+from calibkeras._batches import iterate_batches, label_ids
 from calibkeras._checks import check_positive_int
 
 
@@ -21,6 +22,16 @@ class CalibrationMonitor(keras.callbacks.Callback):
     placed *after* this one in the ``callbacks`` list (EarlyStopping, CSVLogger,
     TensorBoard, ModelCheckpoint) and the History see them.
 
+    With ``log_dir`` set, every epoch also writes these scores as TensorBoard scalars
+    and the top-label reliability diagram
+    (:func:`calibkeras.reports.plot_reliability_diagram`) as a TensorBoard image, at
+    step ``epoch``. The probabilities and labels for the diagram are gathered in the
+    same pass over the validation data that updates the metrics (the model runs once
+    per epoch); the diagram ignores sample weights. The summaries are written with the
+    low-level ``tf.summary.write`` op and the scalar/image plugin metadata, which is
+    what ``tf.summary.scalar``/``tf.summary.image`` write, so the event files read the
+    same in TensorBoard but need no ``tensorboard`` package to be written.
+
     Args:
         validation_data: a ``tf.data.Dataset`` of ``(x, y)`` batches, a tuple
             ``(x, y)`` of arrays, or a calibkeras ``LabeledDataset``.
@@ -29,17 +40,27 @@ class CalibrationMonitor(keras.callbacks.Callback):
             models do); set False for a model that ends in a softmax.
         prefix: prefix of the log keys (default ``"val_"``).
         batch_size: batch size used for array input (default 32).
+        log_dir: optional folder of TensorBoard event files (default None: no
+            summaries). Tags: ``{prefix}ece``, ``{prefix}brier``, ``{prefix}nll``,
+            ``{prefix}balanced_accuracy`` and ``{prefix}reliability_diagram``.
 
     Example:
         >>> model.fit(
         ...     train_ds, epochs=10,
         ...     callbacks=[CalibrationMonitor(val_ds),
-        ...                keras.callbacks.EarlyStopping("val_nll", restore_best_weights=True)],
+        ...                keras.callbacks.EarlyStopping("val_nll", mode="min",
+        ...                                              restore_best_weights=True)],
         ... )
     """
 
     def __init__(
-        self, validation_data, num_bins=15, from_logits=True, prefix="val_", batch_size=32
+        self,
+        validation_data,
+        num_bins=15,
+        from_logits=True,
+        prefix="val_",
+        batch_size=32,
+        log_dir=None,
     ):
         super().__init__()
         self.validation_data = validation_data
@@ -47,7 +68,11 @@ class CalibrationMonitor(keras.callbacks.Callback):
         self.from_logits = bool(from_logits)
         self.prefix = prefix
         self.batch_size = check_positive_int(batch_size, "batch_size")
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise ValueError(f"`log_dir` must be None or a folder path, got {log_dir!r}")
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self._metrics = None
+        self._writer = None
 
     def _build_metrics(self, num_classes):
         return {
@@ -75,7 +100,14 @@ class CalibrationMonitor(keras.callbacks.Callback):
 
     def compute(self):
         """Runs the model on the validation data; returns the scores as a dict of floats."""
+        return self._evaluate(collect=False)[0]
+
+    def _evaluate(self, collect):
+        """One pass over the validation data: updates the metrics and, when ``collect``,
+        gathers the probabilities and labels. Returns ``(scores, probs, labels)``, the
+        last two None unless ``collect``."""
         first = True
+        outputs_seen, labels_seen = [], []
         for x, y, sample_weight in iterate_batches(self.validation_data, self.batch_size):
             outputs = self.model.predict_on_batch(x)
             if first:
@@ -87,11 +119,62 @@ class CalibrationMonitor(keras.callbacks.Callback):
                 first = False
             for metric in self._metrics.values():
                 metric.update_state(y, outputs, sample_weight)
+            if collect:
+                outputs_seen.append(np.asarray(ops.convert_to_numpy(outputs), dtype=np.float64))
+                labels_seen.append(label_ids(y))
         if first:
             raise ValueError("CalibrationMonitor: `validation_data` yielded no batches")
-        return {name: float(metric.result()) for name, metric in self._metrics.items()}
+        scores = {name: float(metric.result()) for name, metric in self._metrics.items()}
+        if not collect:
+            return scores, None, None
+        probs = ops.convert_to_numpy(
+            scoring.to_probabilities(np.concatenate(outputs_seen), self.from_logits)
+        ).astype(np.float64)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return scores, probs, np.concatenate(labels_seen)
 
     def on_epoch_end(self, epoch, logs=None):
-        scores = self.compute()
+        scores, probs, labels = self._evaluate(collect=self.log_dir is not None)
         if logs is not None:
             logs.update({self.prefix + name: value for name, value in scores.items()})
+        if self.log_dir is not None:
+            self._write_summaries(epoch, scores, probs, labels)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _write_summaries(self, epoch, scores, probs, labels):
+        """Writes the epoch's scalars and reliability diagram to ``log_dir``."""
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        from calibkeras.reports._figures import figure_to_png
+        from calibkeras.reports.reliability_diagram import plot_reliability_diagram
+
+        def metadata(plugin_name, data_class):
+            plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin_name)
+            return summary_pb2.SummaryMetadata(plugin_data=plugin, data_class=data_class)
+
+        png = figure_to_png(
+            plot_reliability_diagram(
+                probs, labels, num_bins=self.num_bins, title=f"epoch {epoch + 1}"
+            )
+        )
+        height, width = tf.image.decode_png(png, channels=4).shape[:2]
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default(step=epoch):
+            for name, value in scores.items():
+                tf.summary.write(
+                    self.prefix + name,
+                    tf.constant(value, dtype=tf.float32),
+                    metadata=metadata("scalars", summary_pb2.DATA_CLASS_SCALAR),
+                )
+            tf.summary.write(
+                self.prefix + "reliability_diagram",
+                tf.constant([str(width), str(height), png], dtype=tf.string),
+                metadata=metadata("images", summary_pb2.DATA_CLASS_BLOB_SEQUENCE),
+            )
+        self._writer.flush()

@@ -6,6 +6,7 @@ import numpy as np
 from calibkeras._batches import predict_with_labels
 from calibkeras.calibration import fit_temperature
 from calibkeras.layers import PriorShift, TemperatureScaling
+from calibkeras.priors import prior_from_counts
 
 
 def _single_layer(model, layer_class, required):
@@ -32,7 +33,7 @@ def _fitting_prior(model, prior, labels, num_classes):
                 f"{np.flatnonzero(counts == 0).tolist()} have no examples. Pass "
                 "prior=None to use the training prior"
             )
-        return counts / counts.sum()
+        return prior_from_counts(counts)
     if isinstance(prior, str) and prior == "uniform":
         return np.full(num_classes, 1.0 / num_classes)
     if isinstance(prior, str):

@@ -1,9 +1,6 @@
 """export_saved_model: a TF Serving SavedModel with prediction and decision signatures."""
 
 import os
-import shutil
-import tempfile
-import uuid
 import warnings
 from pathlib import Path
 
@@ -12,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from calibkeras._checks import check_positive_int
+from calibkeras._staging import check_output_dir, staged_directory
 from calibkeras.calibration.decisions import (
     action_expected_costs,
     check_abstain_cost,
@@ -170,21 +168,6 @@ def _deployment_log_prior(prior_shift, prior):
     return variable_value(scratch.log_prior).astype(np.float32)
 
 
-def _check_version_dir(final, overwrite):
-    if (final.exists() or final.is_symlink()) and not overwrite:
-        raise FileExistsError(
-            f"export version folder {final} already exists; pass `overwrite=True` to "
-            "replace it, or choose another `version`"
-        )
-
-
-def _remove(path):
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
-
-
 def export_saved_model(
     model,
     export_dir,
@@ -301,27 +284,11 @@ def export_saved_model(
             UserWarning,
             stacklevel=2,
         )
-    base = Path(export_dir)
-    final = base / str(version)
-    _check_version_dir(final, overwrite)
-
+    final = Path(export_dir) / str(version)
+    check_output_dir(final, overwrite, argument="export_dir/<version>")
     archive = _build_archive(parts, decision_layer, log_prior)
-
-    base.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
-    try:
+    with staged_directory(final, overwrite, argument="export_dir/<version>") as staging:
         archive.write_out(os.fspath(staging), verbose=verbose)
-        _check_version_dir(final, overwrite)
-        if final.exists() or final.is_symlink():
-            retired = base / f".old-{version}-{uuid.uuid4().hex}"
-            final.rename(retired)
-            staging.rename(final)
-            _remove(retired)
-        else:
-            staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return os.fspath(final)
 
 

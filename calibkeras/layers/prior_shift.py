@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from calibkeras._checks import check_class_counts, check_positive_int, check_prior
+from calibkeras.priors import prior_from_counts
 
 #: The named priors that :meth:`PriorShift.set_prior` accepts besides a vector.
 NAMED_PRIORS = ("uniform", "training")
@@ -93,8 +94,7 @@ class PriorShift(keras.layers.Layer):
         """The training prior (from ``class_counts``) as a NumPy array, or None."""
         if self.class_counts is None:
             return None
-        counts = np.asarray(self.class_counts, dtype=np.float64)
-        return counts / counts.sum()
+        return prior_from_counts(self.class_counts)
 
     @property
     def prior(self):

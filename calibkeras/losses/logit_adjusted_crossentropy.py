@@ -6,6 +6,7 @@ from keras import ops
 
 from calibkeras import scoring
 from calibkeras._checks import check_class_counts
+from calibkeras.priors import prior_from_counts
 
 
 def logit_adjusted_crossentropy(y_true, y_pred, log_prior, tau=1.0, from_logits=True):
@@ -76,7 +77,7 @@ class LogitAdjustedCrossentropy(keras.losses.Loss):
         self.class_counts = counts.tolist()
         self.tau = float(tau)
         self.from_logits = bool(from_logits)
-        self.log_prior = np.log(counts / counts.sum())
+        self.log_prior = np.log(prior_from_counts(counts))
 
     def call(self, y_true, y_pred):
         num_classes = y_pred.shape[-1]

@@ -12,6 +12,7 @@ from calibkeras.callbacks import calibrate_temperature
 from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
 from calibkeras.metrics import BalancedAccuracy
 from calibkeras.models.classifier import BACKBONE_LAYER, LOGITS_LAYER, PRIOR_SHIFT_LAYER
+from calibkeras.priors import prior_from_counts
 
 #: The training losses the recipe knows.
 LOSSES = ("logit_adjusted", "crossentropy", "focal")
@@ -144,23 +145,29 @@ def remove_training_prior(model, class_counts):
     the ``"logits"`` layer leaves the balanced logits ``f(x)`` (Menon et al. 2021,
     post-hoc logit adjustment). Not needed after the logit-adjusted loss.
     """
-    counts = check_class_counts(class_counts)
+    log_prior = np.log(prior_from_counts(check_class_counts(class_counts)))
     dense = model.get_layer(LOGITS_LAYER)
     kernel, bias = dense.get_weights()
-    dense.set_weights([kernel, bias - np.log(counts / counts.sum()).astype(bias.dtype)])
+    dense.set_weights([kernel, bias - log_prior.astype(bias.dtype)])
 
 
 def fit_calibrated(
     model, train_data, validation_data, class_counts, head_epochs=5, fine_tune_epochs=5,
     loss="logit_adjusted", head_learning_rate=1e-3, fine_tune_learning_rate=1e-4,
-    fine_tune_fraction=0.3, callbacks=None, steps_per_epoch=None, verbose=1,
+    fine_tune_fraction=0.3, callbacks=None, steps_per_epoch=None, validation_prior=None,
+    verbose=1,
 ):
     """The whole recipe: head, fine-tune, remove the training prior, fit the temperature.
 
     After it, the model's balanced logits are calibrated: ``T`` is the exact NLL
-    optimum on ``validation_data`` under the training prior (the validation data are
-    assumed drawn like the training data). The PriorShift layer is left at the
-    uniform prior; set it to the deployment prior you expect.
+    optimum on ``validation_data`` under ``validation_prior``. The PriorShift layer is
+    left at the uniform prior; set it to the deployment prior you expect.
+
+    ``class_counts`` are the counts behind the prior of the *batches* (what the loss
+    and :func:`remove_training_prior` need; uniform for balanced sampling), while
+    ``validation_prior`` defaults to the training prior held by the model's
+    PriorShift layer (``build_classifier(class_counts=...)``, the natural class
+    counts), i.e. the validation data are assumed drawn like the training data.
 
     Returns:
         A dict with ``head`` and ``fine_tune`` (Keras ``History`` objects or None when
@@ -180,12 +187,5 @@ def fit_calibrated(
         )
     if loss != "logit_adjusted":
         remove_training_prior(model, class_counts)
-    histories["temperature"] = calibrate_temperature(
-        model, validation_data, prior=_training_prior(class_counts)
-    )
+    histories["temperature"] = calibrate_temperature(model, validation_data, validation_prior)
     return histories
-
-
-def _training_prior(class_counts):
-    counts = check_class_counts(class_counts)
-    return counts / counts.sum()

@@ -285,6 +285,7 @@ def test_models_outside_the_contract_are_rejected(tmp_path):
 
 def test_untrained_temperature_warns(tiny, tmp_path):
     (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "saved_model.pb").write_text("an earlier export")
     with pytest.warns(UserWarning, match=r"T = 1.0 exactly, so it was probably never fitted"):
         with pytest.raises(FileExistsError):
             export_saved_model(tiny.build_classifier(temperature=1.0), tmp_path / "m")
@@ -294,7 +295,7 @@ def test_existing_version_needs_overwrite_and_is_replaced_whole(classifier, tmp_
     version = tmp_path / "m" / "1"
     version.mkdir(parents=True)
     (version / "old_marker").write_text("previous export")
-    with pytest.raises(FileExistsError, match=r"already exists; pass `overwrite=True`"):
+    with pytest.raises(FileExistsError, match=r"already exists and is not empty; .*overwrite=True"):
         export_saved_model(classifier, tmp_path / "m")
     assert (version / "old_marker").exists()
     export_saved_model(classifier, tmp_path / "m", overwrite=True)

@@ -1,0 +1,304 @@
+"""Loaders for a table of image paths and labels: a CSV file or a pandas DataFrame."""
+
+import os
+import tempfile
+
+import pandas as pd
+
+from calibkeras.data.file_dataset import labeled_dataset_from_files
+from calibkeras.data.image_checks import check_on_bad_image
+from calibkeras.data.labels import cell_text, check_class_names
+from calibkeras.data.pipeline import check_pipeline_arguments
+
+
+def dataset_from_csv(
+    csv_path,
+    image_column="filepath",
+    label_column="label",
+    *,
+    image_root=None,
+    class_names=None,
+    image_size=(224, 224),
+    batch_size=32,
+    shuffle=False,
+    seed=None,
+    augment=False,
+    sampling="natural",
+    cache=False,
+    on_bad_image="raise",
+    bad_image_report=None,
+    validate_images=True,
+    drop_remainder=False,
+):
+    """Builds a checked, batched image dataset from a CSV of image paths and labels.
+
+    pandas reads the CSV; columns other than `image_column` and `label_column`
+    are ignored. Every row is checked when the dataset is built, before any
+    training starts: a missing, unreadable or undecodable image, an empty label,
+    or a label not in `class_names` stops with an error that gives the CSV line
+    (1-based file line, the header is line 1) and the path.
+
+    The defaults give the evaluation pipeline: every example once per pass, in
+    file order, no augmentation, exactly the preprocessing used when serving
+    (`calibkeras.data.decode_image`). For training pass `shuffle=True`,
+    `augment=True` and a `seed`.
+
+    Sampling. `sampling="natural"` (default) keeps the data's class frequencies
+    in the batches, and `prior` reports them. `sampling="balanced"` draws every
+    class equally often (per-class datasets mixed by
+    `tf.data.Dataset.sample_from_datasets`), so the model learns under a
+    uniform prior, and `prior` is uniform. Resampling silently changes the prior
+    the model learns; calibkeras keeps the prior explicit instead and corrects
+    it with PriorShift / the logit-adjusted loss, so natural sampling stays the
+    default. If you use balanced sampling, give the reported (uniform) `prior`
+    to calibration so that it can undo it. A balanced dataset is infinite: pass
+    `steps_per_epoch=result.steps_per_epoch` (`ceil(N / batch_size)`) to
+    `model.fit`. `shuffle` is ignored then (draws are random anyway).
+
+    Args:
+        csv_path: str or path-like, the CSV file. It needs a header line.
+        image_column: str, column of image paths. Default "filepath". Relative
+            paths resolve against `image_root`, or the CSV's folder when
+            `image_root` is None; absolute paths are used as they are.
+        label_column: str, column of labels: class names or integer class ids.
+            Default "label".
+        image_root: str or path-like folder, or None (the CSV's folder).
+        class_names: sequence of `K` distinct class names, or None. When given,
+            it fixes the class order (label id `k` is `class_names[k]`; use the
+            same list for train, validation and test), every label must be one
+            of these names (or an integer id in `[0, K)`), and every class needs
+            at least one example. When None: integer labels are ids and the
+            classes are "0" .. max id; otherwise the sorted distinct labels.
+        image_size: `(height, width)` of the output images. Default (224, 224).
+            Images are resized with bilinear interpolation, without keeping the
+            aspect ratio.
+        batch_size: positive int. Default 32.
+        shuffle: bool, reshuffle the examples every epoch. Default False.
+        seed: int or None. With a seed, shuffling, balanced draws and
+            augmentation are reproducible and the element order is
+            deterministic (`tf.data.Options.deterministic`). Default None.
+        augment: bool, apply `build_augmentation(seed)` (horizontal flip,
+            whole-pixel shift with mirrored borders, contrast) to each training
+            batch. Default False; keep it False for validation, calibration and
+            test data.
+        sampling: "natural" (default) or "balanced"; see above.
+        cache: False (default), True (cache decoded, resized images in memory
+            after the first epoch: `N * H * W * 3 * 4` bytes), or a str file
+            path prefix for an on-disk cache. Augmentation runs after the cache.
+        on_bad_image: "raise" (default) or "skip". With "skip", rows whose image
+            is missing, unreadable or undecodable are left out, a warning is
+            issued, and a CSV report of the skipped rows (columns source,
+            location, path, label, problem, reason) is written to
+            `bad_image_report`, by default `<csv stem>.skipped.csv` next to the
+            CSV (in the system temporary folder if that folder is read-only).
+            Label problems always raise.
+        bad_image_report: str or path-like for the skip report, or None.
+        validate_images: bool, decode every image once when building the dataset
+            (about 0.7 s per 1,000 160-px JPEGs on 2 CPU cores). Default True.
+            With False only file existence is checked and an undecodable image
+            raises `tf.errors.InvalidArgumentError` mid-epoch.
+        drop_remainder: bool, drop the last partial batch. Default False.
+
+    Returns:
+        `LabeledDataset` with `dataset` yielding `(images, labels)`: images
+        float32 `[B, H, W, 3]` in [0, 255] (not normalised: the model does
+        that), labels int32 `[B]`; plus `class_names`, `class_counts`, `prior`
+        (the prior seen in batches), `file_paths`, `labels`, `num_examples`.
+
+    Raises:
+        FileNotFoundError: if `csv_path` or `image_root` does not exist, or an
+            image file is missing (with `on_bad_image="raise"`).
+        ValueError: for an empty CSV or one without rows, a missing column (the
+            message lists the columns there are), an empty path or label, a label
+            not in `class_names`, an unreadable or undecodable image, a class
+            with no examples, or a bad argument value.
+
+    Example:
+    ```python
+    train = dataset_from_csv("train.csv", image_size=(160, 160), shuffle=True,
+                             augment=True, seed=0)
+    val = dataset_from_csv("val.csv", image_size=(160, 160),
+                           class_names=train.class_names)
+    model.fit(train.dataset, validation_data=val.dataset, epochs=10)
+    train.prior   # the training prior for PriorShift / the logit-adjusted loss
+    ```
+    """
+    pipeline_arguments = check_pipeline_arguments(
+        image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
+    )
+    check_on_bad_image(on_bad_image)
+    class_names = check_class_names(class_names)
+    if isinstance(csv_path, pd.DataFrame):
+        raise ValueError(
+            "`csv_path` must be a path to a CSV file, got a DataFrame; use "
+            "`dataset_from_dataframe` for DataFrames"
+        )
+    csv_path = os.path.abspath(os.fspath(csv_path))
+    source = os.path.basename(csv_path)
+    if not os.path.exists(csv_path):
+        raise FileNotFoundError(f"`csv_path` '{csv_path}' does not exist")
+    if not os.path.isfile(csv_path):
+        raise ValueError(f"`csv_path` '{csv_path}' is not a file")
+    try:
+        table = pd.read_csv(
+            csv_path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"`csv_path` '{csv_path}' is empty; expected a header line with the columns "
+            f"'{image_column}' and '{label_column}', then one row per image"
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"`csv_path` '{csv_path}' is not a readable CSV: {error}") from None
+    # pandas row i is file line i + 2 (line 1 is the header), as long as no
+    # quoted cell spans several lines. Blank lines are kept by the reader so
+    # that this holds, then dropped here.
+    locations = [f"line {i + 2}" for i in range(len(table))]
+    filled = (table != "").any(axis=1).to_numpy()
+    table = table[filled]
+    locations = [location for location, kept in zip(locations, filled, strict=True) if kept]
+    root = _image_root(image_root, os.path.dirname(csv_path))
+    hint = f"Relative image paths are resolved against '{root}' " + (
+        "(`image_root`)."
+        if image_root is not None
+        else "(the CSV's folder; pass `image_root` to change it)."
+    )
+    stem = os.path.splitext(csv_path)[0]
+    return _dataset_from_table(
+        table,
+        image_column,
+        label_column,
+        locations=locations,
+        source=source,
+        root=root,
+        path_hint=hint,
+        default_report_path=stem + ".skipped.csv",
+        class_names=class_names,
+        pipeline_arguments=pipeline_arguments,
+        on_bad_image=on_bad_image,
+        bad_image_report=bad_image_report,
+        validate_images=validate_images,
+    )
+
+
+def dataset_from_dataframe(
+    dataframe,
+    image_column="filepath",
+    label_column="label",
+    *,
+    image_root=None,
+    class_names=None,
+    image_size=(224, 224),
+    batch_size=32,
+    shuffle=False,
+    seed=None,
+    augment=False,
+    sampling="natural",
+    cache=False,
+    on_bad_image="raise",
+    bad_image_report=None,
+    validate_images=True,
+    drop_remainder=False,
+):
+    """Like `dataset_from_csv`, for a pandas DataFrame (e.g. from `stratified_split`).
+
+    Messages name rows by their DataFrame index ("row 17"; for a frame read from
+    a CSV with the default index, that is file line 19). Relative paths resolve
+    against `image_root`, or the current working folder when it is None. The
+    default skip report is `calibkeras_skipped_images.csv` in the system
+    temporary folder.
+
+    Args:
+        dataframe: `pandas.DataFrame` with an image-path and a label column.
+        image_column, label_column, image_root, class_names, image_size,
+            batch_size, shuffle, seed, augment, sampling, cache, on_bad_image,
+            bad_image_report, validate_images, drop_remainder: as in
+            `dataset_from_csv`.
+
+    Returns:
+        `LabeledDataset`, as `dataset_from_csv`.
+
+    Raises:
+        FileNotFoundError, ValueError: as `dataset_from_csv`.
+
+    Example:
+    ```python
+    train_rows, val_rows = stratified_split("all.csv", val_fraction=0.2, seed=0)
+    train = dataset_from_dataframe(train_rows, image_root="data/", shuffle=True)
+    val = dataset_from_dataframe(val_rows, image_root="data/",
+                                 class_names=train.class_names)
+    ```
+    """
+    if not isinstance(dataframe, pd.DataFrame):
+        raise ValueError(f"`dataframe` must be a pandas DataFrame, got {type(dataframe).__name__}")
+    pipeline_arguments = check_pipeline_arguments(
+        image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
+    )
+    check_on_bad_image(on_bad_image)
+    class_names = check_class_names(class_names)
+    root = _image_root(image_root, os.getcwd())
+    hint = f"Relative image paths are resolved against '{root}' " + (
+        "(`image_root`)."
+        if image_root is not None
+        else "(the working folder; pass `image_root` to change it)."
+    )
+    return _dataset_from_table(
+        dataframe,
+        image_column,
+        label_column,
+        locations=[f"row {index!r}" for index in dataframe.index],
+        source="the DataFrame",
+        root=root,
+        path_hint=hint,
+        default_report_path=os.path.join(tempfile.gettempdir(), "calibkeras_skipped_images.csv"),
+        class_names=class_names,
+        pipeline_arguments=pipeline_arguments,
+        on_bad_image=on_bad_image,
+        bad_image_report=bad_image_report,
+        validate_images=validate_images,
+    )
+
+
+def _image_root(image_root, default):
+    if image_root is None:
+        return default
+    root = os.path.abspath(os.fspath(image_root))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"`image_root` '{root}' is not an existing folder")
+    return root
+
+
+def _dataset_from_table(table, image_column, label_column, *, locations, source, root, **arguments):
+    columns = [str(column) for column in table.columns]
+    for argument, column in (("image_column", image_column), ("label_column", label_column)):
+        if column not in table.columns:
+            raise ValueError(
+                f"`{argument}` '{column}' not found in {source}; columns are: {', '.join(columns)}"
+            )
+    if len(table) == 0:
+        raise ValueError(f"{source} has a header but no rows; it needs one row per image")
+    relative = [cell_text(value) for value in table[image_column]]
+    empty = [locations[i] for i, path in enumerate(relative) if path == ""]
+    if empty:
+        listed = ", ".join(empty[:10]) + (f", ... ({len(empty)} in all)" if len(empty) > 10 else "")
+        raise ValueError(
+            f"`image_column` '{image_column}' is empty on {listed} of {source}; every row "
+            "needs an image path (fill it in or remove the row)"
+        )
+    file_paths = [
+        path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
+        for path in relative
+    ]
+    return labeled_dataset_from_files(
+        file_paths,
+        list(table[label_column]),
+        locations,
+        source=source,
+        label_column=label_column,
+        **arguments,
+    )

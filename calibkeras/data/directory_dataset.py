@@ -1,0 +1,113 @@
+"""Loader for a folder tree with one subfolder of images per class."""
+
+import os
+
+from calibkeras.data.file_dataset import labeled_dataset_from_files
+from calibkeras.data.image_checks import check_on_bad_image
+from calibkeras.data.labels import check_class_names
+from calibkeras.data.pipeline import check_pipeline_arguments
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+"""File name endings (case-insensitive) that `dataset_from_directory` picks up."""
+
+
+def dataset_from_directory(
+    directory,
+    *,
+    class_names=None,
+    image_size=(224, 224),
+    batch_size=32,
+    shuffle=False,
+    seed=None,
+    augment=False,
+    sampling="natural",
+    cache=False,
+    on_bad_image="raise",
+    bad_image_report=None,
+    validate_images=True,
+    drop_remainder=False,
+):
+    """Builds a checked, batched image dataset from `directory/<class>/.../<image>`.
+
+    Each immediate subfolder of `directory` is a class; its images are found
+    recursively (endings in `IMAGE_EXTENSIONS`, case-insensitive; other files are
+    ignored), in sorted path order. Checks, outputs and options are those of
+    `dataset_from_csv`; messages name each image by its path relative to
+    `directory`. The default skip report is `<directory>.skipped.csv` beside
+    the folder.
+
+    Args:
+        directory: str or path-like, the root folder.
+        class_names: sequence of subfolder names, or None for all subfolders in
+            sorted order. When given, it fixes the class order, only those
+            subfolders are read, and each must exist and hold at least one image.
+        image_size, batch_size, shuffle, seed, augment, sampling, cache,
+            on_bad_image, bad_image_report, validate_images, drop_remainder: as
+            in `dataset_from_csv` (defaults: (224, 224), 32, False, None, False,
+            "natural", False, "raise", None, True, False).
+
+    Returns:
+        `LabeledDataset`, as `dataset_from_csv`.
+
+    Raises:
+        FileNotFoundError: if `directory` or a subfolder named in `class_names`
+            does not exist.
+        ValueError: if there are no class subfolders, a class has no images, an
+            image is unreadable or undecodable, or an argument is bad.
+
+    Example:
+    ```python
+    data = dataset_from_directory("photos/", image_size=(160, 160))
+    data.class_names, data.class_counts
+    ```
+    """
+    pipeline_arguments = check_pipeline_arguments(
+        image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
+    )
+    check_on_bad_image(on_bad_image)
+    class_names = check_class_names(class_names)
+    root = os.path.abspath(os.fspath(directory))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"`directory` '{root}' is not an existing folder")
+    subfolders = sorted(
+        entry.name
+        for entry in os.scandir(root)
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if class_names is None:
+        if not subfolders:
+            raise ValueError(
+                f"`directory` '{root}' has no class subfolders; expected "
+                "directory/<class_name>/<image files>"
+            )
+        class_names = tuple(subfolders)
+    else:
+        missing = [name for name in class_names if name not in subfolders]
+        if missing:
+            raise FileNotFoundError(
+                f"`class_names` {missing} have no subfolder in '{root}'; subfolders are: "
+                f"{', '.join(subfolders) or '(none)'}"
+            )
+    file_paths, labels = [], []
+    for name in class_names:
+        for folder, dirnames, filenames in os.walk(os.path.join(root, name)):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                if filename.lower().endswith(IMAGE_EXTENSIONS):
+                    file_paths.append(os.path.join(folder, filename))
+                    labels.append(name)
+    locations = [os.path.relpath(path, root) for path in file_paths]
+    return labeled_dataset_from_files(
+        file_paths,
+        labels,
+        locations,
+        class_names=class_names,
+        source=f"'{root}'",
+        label_column="class folder",
+        path_hint="",
+        default_report_path=root.rstrip(os.sep) + ".skipped.csv",
+        pipeline_arguments=pipeline_arguments,
+        on_bad_image=on_bad_image,
+        bad_image_report=bad_image_report,
+        validate_images=validate_images,
+    )

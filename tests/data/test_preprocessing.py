@@ -1,0 +1,147 @@
+import io
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from calibkeras.data import decode_image, decode_images, decode_rgb, load_image
+
+
+def encode(pixels, image_format, **kwargs):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=image_format, **kwargs)
+    return buffer.getvalue()
+
+
+def random_pixels(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "BMP"])
+def test_lossless_formats_match_pil_exactly_at_native_size(image_format):
+    pixels = random_pixels((5, 7, 3))
+    data = encode(pixels, image_format)
+    reference = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32)
+    out = decode_image(data, (5, 7)).numpy()
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, reference)
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_jpeg_agrees_with_pil_decode(subsampling):
+    # TensorFlow's default JPEG DCT is the fast integer one; PIL uses the
+    # accurate one, so pixels differ by about one grey level.
+    pixels = np.kron(random_pixels((4, 5, 3)), np.ones((8, 8, 1), np.uint8))
+    data = encode(pixels, "JPEG", quality=90, subsampling=subsampling)
+    reference = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float32)
+    out = decode_image(data, (32, 40)).numpy()
+    assert np.abs(out - reference).mean() < 1.5
+    assert np.abs(out - reference).max() <= 12
+    np.testing.assert_array_equal(decode_rgb(data).numpy().astype(np.float32), out)
+
+
+def test_same_pixels_as_keras_image_dataset_from_directory(tmp_path):
+    sizes = [(20, 30), (16, 16), (40, 12)]
+    blobs = []
+    for i, size in enumerate(sizes):
+        data = encode(random_pixels(size + (3,), seed=i), "JPEG", quality=85)
+        (tmp_path / "c").mkdir(exist_ok=True)
+        (tmp_path / "c" / f"{i}.jpg").write_bytes(data)
+        blobs.append(data)
+    reference = keras.utils.image_dataset_from_directory(
+        tmp_path, image_size=(16, 16), batch_size=8, shuffle=False, verbose=False
+    )
+    ((images, _),) = list(reference)
+    np.testing.assert_array_equal(decode_images(tf.constant(blobs), (16, 16)), images)
+
+
+def test_gif_gives_first_frame_as_rgb():
+    frames = [Image.fromarray(np.full((6, 6, 3), value, np.uint8)) for value in (0, 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    out = decode_image(buffer.getvalue(), (6, 6)).numpy()
+    assert out.shape == (6, 6, 3)
+    np.testing.assert_array_equal(out, 0.0)
+
+
+def test_grayscale_is_repeated_and_alpha_dropped():
+    gray = random_pixels((4, 4))
+    out = decode_image(encode(gray, "PNG"), (4, 4)).numpy()
+    np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, axis=-1))
+    rgba = random_pixels((4, 4, 4))
+    out = decode_image(encode(rgba, "PNG"), (4, 4)).numpy()
+    np.testing.assert_array_equal(out, rgba[..., :3])
+
+
+def test_resize_gives_shape_and_range():
+    data = encode(random_pixels((30, 50, 3)), "PNG")
+    out = decode_image(data, (7, 11)).numpy()
+    assert out.shape == (7, 11, 3)
+    assert out.min() >= 0.0 and out.max() <= 255.0
+
+
+def test_resize_matches_tf_image_resize_bilinear():
+    pixels = random_pixels((30, 50, 3))
+    out = decode_image(encode(pixels, "PNG"), (12, 20)).numpy()
+    reference = tf.image.resize(pixels, (12, 20), method="bilinear").numpy()
+    np.testing.assert_allclose(out, np.clip(reference, 0, 255), atol=1e-4)
+
+
+def test_works_inside_tf_function_on_a_scalar_string():
+    data = encode(random_pixels((9, 9, 3)), "PNG")
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def serve(image_bytes):
+        return decode_image(image_bytes, (4, 4))
+
+    np.testing.assert_array_equal(serve(tf.constant(data)), decode_image(data, (4, 4)))
+
+
+def test_decode_images_equals_decode_image_per_element():
+    blobs = [encode(random_pixels((10 + i, 12, 3), seed=i), "PNG") for i in range(3)]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(batch):
+        return decode_images(batch, (6, 8))
+
+    out = serve(tf.constant(blobs)).numpy()
+    assert out.shape == (3, 6, 8, 3) and out.dtype == np.float32
+    for i, data in enumerate(blobs):
+        np.testing.assert_array_equal(out[i], decode_image(data, (6, 8)))
+
+
+def test_load_image_reads_the_file(tmp_path):
+    pixels = random_pixels((5, 5, 3))
+    path = tmp_path / "a.png"
+    path.write_bytes(encode(pixels, "PNG"))
+    np.testing.assert_array_equal(load_image(str(path), (5, 5)), pixels.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"this is not an image", "Unknown image file format"),
+        (b"", "Input is empty"),
+        (b"\xff\xd8\xff\xe0 truncated jpeg", "jpeg"),
+    ],
+)
+def test_undecodable_bytes_raise_invalid_argument(data, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        decode_image(data, (4, 4))
+
+
+def test_undecodable_bytes_raise_in_graph_too():
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(batch):
+        return decode_images(batch, (4, 4))
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        serve(tf.constant([b"garbage"]))
+
+
+@pytest.mark.parametrize("image_size", [(0, 4), (4,), "4x4", (4.0, 4), None, (True, 4)])
+def test_bad_image_size_is_rejected(image_size):
+    with pytest.raises(ValueError, match="`image_size` must be a pair of positive integers"):
+        decode_image(b"", image_size)
