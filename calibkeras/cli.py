@@ -296,14 +296,16 @@ def _training_data(args, image_size):
         val = dataset_from_csv(args.val_csv, image_root=args.image_root,
                                class_names=train.class_names, cache=True, **common)
         return train, val
+    # Check every row once with the CSV's line numbers, then split without re-checking.
+    whole = dataset_from_csv(args.train_csv, image_root=args.image_root, **common)
     root = args.image_root or os.path.dirname(os.path.abspath(args.train_csv))
     train_rows, val_rows = stratified_split(
         args.train_csv, val_fraction=args.val_fraction, seed=args.seed,
         label_column=common["label_column"],
     )
-    train = dataset_from_dataframe(train_rows, image_root=root, **common, **training)
-    val = dataset_from_dataframe(val_rows, image_root=root, class_names=train.class_names,
-                                 cache=True, **common)
+    split = {"image_root": root, "class_names": whole.class_names, "validate_images": False}
+    train = dataset_from_dataframe(train_rows, **split, **common, **training)
+    val = dataset_from_dataframe(val_rows, **split, cache=True, **common)
     return train, val
 
 
@@ -620,7 +622,7 @@ def main(argv=None):
     try:
         args.handler(args)
     except (CommandError, FileNotFoundError, FileExistsError, ValueError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = " ".join(line.strip() for line in str(error).splitlines()) or repr(error)
         print(f"calibkeras {args.command}: error: {message}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:

@@ -64,6 +64,9 @@ class ServingSession:
         self.path = find_version_dir(export_dir)
         self._graph = tf.Graph()
         self._session = tf.compat.v1.Session(graph=self._graph)
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")  # the TF1 loader is deprecated in Python, not in TF Serving
         try:
             with self._graph.as_default():
                 meta_graph = tf.compat.v1.saved_model.loader.load(
@@ -72,6 +75,8 @@ class ServingSession:
         except BaseException:
             self._session.close()
             raise
+        finally:
+            logger.setLevel(level)
         self.signature_defs = {
             name: signature
             for name, signature in meta_graph.signature_def.items()

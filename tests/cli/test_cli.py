@@ -1,0 +1,197 @@
+"""The `calibkeras` command through its real console entry point, on a slice of food10."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from html.parser import HTMLParser
+
+from calibkeras.datasets import food10_csv, food10_dir
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def calibkeras_command():
+    script = Path(sys.executable).parent / "calibkeras"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "calibkeras.cli"]
+
+
+def run(*arguments, check=True):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [*calibkeras_command(), *map(str, arguments)], capture_output=True, text=True, env=env,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def slice_csv(split, per_class, path):
+    rows = pd.read_csv(food10_csv(split))
+    rows = rows.groupby("label", group_keys=False).head(per_class)
+    rows.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    train_csv = slice_csv("train", 4, folder / "train.csv")
+    val_csv = slice_csv("val", 2, folder / "val.csv")
+    test_csv = slice_csv("test", 2, folder / "test.csv")
+    output = folder / "run"
+    result = run(
+        "train", "--train-csv", train_csv, "--val-csv", val_csv, "--image-root", food10_dir(),
+        "--image-size", 32, "--epochs", 1, "--fine-tune-epochs", 1, "--batch-size", 8,
+        "--output", output, "--quiet",
+    )
+    return {"folder": folder, "test_csv": test_csv, "model": output, "train_log": result}
+
+
+def assert_png(path):
+    data = Path(path).read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    assert matplotlib.image.imread(path).ndim == 3
+
+
+def assert_html_with_images(path):
+    images = []
+
+    class Collector(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                images.append(dict(attrs)["src"])
+
+    Collector().feed(Path(path).read_text())
+    assert images and all(src.startswith("data:image/png;base64,") for src in images)
+
+
+def test_train_writes_the_model_folder(workspace):
+    model_dir = workspace["model"]
+    for name in ("model.keras", "calibration.json", "saved_model/1/saved_model.pb",
+                 "report/report.html", "report/reliability.png"):
+        assert (model_dir / name).exists(), name
+    record = json.loads((model_dir / "calibration.json").read_text())
+    for key in ("class_names", "class_counts", "training_prior", "temperature",
+                "preprocessing"):
+        assert key in record, key
+    assert len(record["class_names"]) == 10 and sum(record["class_counts"]) == 40
+    assert record["preprocessing"]["image_size"] == [32, 32]
+    assert_html_with_images(model_dir / "report" / "report.html")
+    assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".run")]
+
+
+def test_evaluate_writes_json_report_and_predictions(workspace):
+    folder = workspace["folder"]
+    result = run(
+        "evaluate", "--model", workspace["model"], "--csv", workspace["test_csv"],
+        "--image-root", food10_dir(), "--prior", "estimate", "--json", folder / "eval.json",
+        "--report", folder / "eval_report", "--predictions", folder / "predictions.csv",
+        "--quiet",
+    )
+    assert "balanced" in result.stdout.lower()
+    scores = json.loads((folder / "eval.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "classwise_ece",
+                "adaptive_ece", "mce", "brier", "nll", "per_class", "prior_used",
+                "temperature", "calibration_test", "uncalibrated"):
+        assert key in scores, key
+    for key in ("ece", "ece_perfect_mean", "ece_perfect_p90", "p_value"):
+        assert key in scores["calibration_test"], key
+    assert set(scores["per_class"]["apple_pie"]) >= {"precision", "recall", "f1", "support"}
+    assert sum(scores["prior_used"]) == pytest.approx(1.0)
+    for png in (folder / "eval_report").glob("*.png"):
+        assert_png(png)
+    assert_html_with_images(folder / "eval_report" / "report.html")
+    predictions = pd.read_csv(folder / "predictions.csv")
+    assert list(predictions.columns[:3]) == ["path", "label", "predicted"]
+    assert len(predictions) == 20
+    assert predictions.iloc[:, 3:].sum(axis=1).round(5).eq(1.0).all()
+
+
+def test_predict_gives_probabilities_and_cost_decisions(workspace):
+    folder = workspace["folder"]
+    images = pd.read_csv(workspace["test_csv"])["filepath"].head(2)
+    paths = [Path(food10_dir()) / p for p in images]
+    costs = folder / "costs.json"
+    costs.write_text(json.dumps({"cost_matrix": (1 - __import__("numpy").eye(10)).tolist(),
+                                 "abstain_cost": 0.0}))
+    result = run("predict", "--model", workspace["model"], *paths, "--json", "--top-k", 2,
+                 "--costs", costs, "--prior", "uniform")
+    output = json.loads(result.stdout)
+    assert len(output["predictions"]) == 2
+    first = output["predictions"][0]
+    assert len(first["top_k"]) == 2
+    assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # Abstaining costs 0, less than any class's expected 0-1 cost: always abstain.
+    assert {p["decision"] for p in output["predictions"]} == {"abstain"}
+
+
+def test_export_writes_a_verified_version(workspace):
+    target = workspace["folder"] / "exports"
+    result = run("export", "--model", workspace["model"], "--output", target, "--prior",
+                 "uniform", "--version", 3)
+    assert (target / "3" / "saved_model.pb").exists()
+    assert "verified" in result.stdout
+
+
+def test_existing_output_is_not_overwritten(workspace):
+    result = run("export", "--model", workspace["model"], "--output",
+                 workspace["folder"] / "exports", "--version", 3, check=False)
+    if not (workspace["folder"] / "exports" / "3").exists():
+        pytest.skip("needs test_export_writes_a_verified_version")
+    assert result.returncode == 1
+    ours = [line for line in result.stderr.splitlines() if line.startswith("calibkeras")]
+    assert len(ours) == 1 and ours[0].startswith("calibkeras export: error:")
+    assert "already exists" in ours[0]
+
+
+@pytest.mark.parametrize(
+    "arguments, status, message",
+    [
+        (["train", "--train-csv", "x.csv", "--output", "OUT", "--bogus"], 2,
+         "unrecognized arguments: --bogus"),
+        (["evaluate", "--csv", "x.csv"], 2, "the following arguments are required: --model"),
+        (["train", "--train-csv", "x.csv", "--output", "o", "--epochs", "-1"], 2,
+         "expected an integer >= 0"),
+        (["evaluate", "--model", "/nonexistent", "--csv", "x.csv"], 1, "is not a folder"),
+        (["train", "--train-csv", "/nonexistent.csv", "--output", "OUT"], 1, "nonexistent.csv"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(arguments, status, message, tmp_path):
+    arguments = [str(tmp_path / "out") if a == "OUT" else a for a in arguments]
+    result = run(*arguments, check=False)
+    assert result.returncode == status
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    # TensorFlow's C++ start-up lines cannot be silenced; ours is one line.
+    assert len([line for line in result.stderr.splitlines() if "error:" in line]) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_image_in_csv_exits_1_and_leaves_no_output(tmp_path):
+    rows = pd.read_csv(food10_csv("val")).head(12)
+    rows.loc[3, "filepath"] = "images/apple_pie/missing.jpg"
+    rows.to_csv(tmp_path / "bad.csv", index=False)
+    result = run("train", "--train-csv", tmp_path / "bad.csv", "--image-root", food10_dir(),
+                 "--output", tmp_path / "out", check=False)
+    assert result.returncode == 1
+    assert "missing.jpg" in result.stderr and "line 5" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_refuses_an_existing_output_before_training(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("earlier results")
+    result = run("train", "--train-csv", food10_csv("val"), "--output", tmp_path / "out",
+                 check=False)
+    assert result.returncode == 1
+    assert "already exists and is not empty" in result.stderr and "--overwrite" in result.stderr
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
