@@ -155,7 +155,7 @@ def fit_calibrated(
     model, train_data, validation_data, class_counts, head_epochs=5, fine_tune_epochs=5,
     loss="logit_adjusted", head_learning_rate=1e-3, fine_tune_learning_rate=1e-4,
     fine_tune_fraction=0.3, callbacks=None, steps_per_epoch=None, validation_prior=None,
-    verbose=1,
+    early_stopping_patience=2, verbose=1,
 ):
     """The whole recipe: head, fine-tune, remove the training prior, fit the temperature.
 
@@ -169,6 +169,11 @@ def fit_calibrated(
     PriorShift layer (``build_classifier(class_counts=...)``, the natural class
     counts), i.e. the validation data are assumed drawn like the training data.
 
+    Fine-tuning a backbone on a small data set overfits within a few epochs, so with
+    ``early_stopping_patience`` (default 2; None turns it off) fine-tuning stops when
+    the validation loss (a proper score: the NLL under the training prior) has not
+    improved for that many epochs, and the best epoch's weights are restored.
+
     Returns:
         A dict with ``head`` and ``fine_tune`` (Keras ``History`` objects or None when
         the epochs are 0) and ``temperature`` (float).
@@ -181,9 +186,16 @@ def fit_calibrated(
             head_learning_rate, callbacks, steps_per_epoch, verbose,
         )
     if fine_tune_epochs:
+        fine_tune_callbacks = list(callbacks or [])
+        if early_stopping_patience is not None:
+            fine_tune_callbacks.append(keras.callbacks.EarlyStopping(
+                "val_loss", mode="min", patience=early_stopping_patience,
+                restore_best_weights=True, verbose=int(bool(verbose)),
+            ))
         histories["fine_tune"] = fine_tune(
             model, train_data, class_counts, fine_tune_epochs, validation_data, loss,
-            fine_tune_learning_rate, fine_tune_fraction, callbacks, steps_per_epoch, verbose,
+            fine_tune_learning_rate, fine_tune_fraction, fine_tune_callbacks, steps_per_epoch,
+            verbose,
         )
     if loss != "logit_adjusted":
         remove_training_prior(model, class_counts)
