@@ -2,7 +2,8 @@
 
 Subpackages: ``calibration`` (NumPy scores, temperature fitting, calibration test,
 prior estimation, decisions), ``layers``, ``losses``, ``metrics``, ``callbacks``,
-``data`` (tf.data loaders), ``datasets`` (the bundled food10 data), ``models``
+``data`` (tf.data loaders), ``datasets`` (the bundled food10 data), ``distribute``
+(tf.distribute strategies), ``models``
 (EfficientNet classifiers and the training recipe), ``export`` (SavedModel for TF
 Serving) and ``reports`` (plots and HTML reports).
 """
@@ -14,6 +15,7 @@ from calibkeras import (  # noqa: E402
     callbacks,
     data,
     datasets,
+    distribute,
     export,
     layers,
     losses,
@@ -28,6 +30,7 @@ __all__ = [
     "callbacks",
     "data",
     "datasets",
+    "distribute",
     "export",
     "layers",
     "losses",

@@ -46,12 +46,20 @@ def label_ids(y):
 
 
 def predict_with_labels(predict_on_batch, data, batch_size=32, progress=False):
-    """Runs ``predict_on_batch`` over labelled data; returns ``(outputs, labels)`` arrays.
+    """Runs a model over labelled data; returns ``(outputs, labels)`` arrays.
 
-    Labels are returned as integer class ids. The order is the data's order, so
-    outputs and labels stay aligned even for a shuffled dataset. With
-    ``progress=True`` a Keras progress bar counts the samples.
+    ``predict_on_batch`` is a Keras model, run on each batch with
+    :func:`calibkeras.distribute.batch_predictor` (correct under a tf.distribute
+    strategy: the batch is split across the replicas and gathered back in order), or
+    any function from a batch of inputs to outputs. Labels are returned as integer
+    class ids. The order is the data's order, so outputs and labels stay aligned even
+    for a shuffled dataset. With ``progress=True`` a Keras progress bar counts the
+    samples.
     """
+    if isinstance(predict_on_batch, keras.Model):
+        from calibkeras.distribute import batch_predictor
+
+        predict_on_batch = batch_predictor(predict_on_batch)
     total = getattr(data, "num_examples", None)
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None
     outputs, labels = [], []

@@ -8,7 +8,9 @@ one line on stderr, without a traceback.
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ PRIOR_CHOICES = "model, train, uniform, estimate or a JSON file"
 
 #: Settings of ``calibkeras demo`` (full) and ``calibkeras demo --quick``.
 DEMO_SETTINGS = {
-    "full": {"image_size": 160, "epochs": 5, "fine_tune_epochs": 5},
+    "full": {"image_size": 224, "epochs": 5, "fine_tune_epochs": 6},
     "quick": {"image_size": 96, "epochs": 3, "fine_tune_epochs": 0},
 }
 
@@ -150,15 +152,19 @@ def _add_training_flags(parser):
     parser.add_argument("--backbone", default="efficientnet_lite0", help=from_models)
     parser.add_argument("--weights", default="imagenet",
                         help="imagenet (default), none, or a local .weights.h5 file")
-    parser.add_argument("--image-size", type=_positive_int, default=160,
-                        help="square image size in pixels (default 160)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32)
+    parser.add_argument("--image-size", type=_positive_int, default=224,
+                        help="square image size in pixels (default 224, Lite0's ImageNet "
+                             "size: it beats the images' own 160 px, see BENCHMARKS.md)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32,
+                        help="global batch size, split across replicas and workers (default 32)")
     parser.add_argument("--epochs", type=_non_negative_int, default=5,
                         help="epochs of head training, backbone frozen (default 5)")
-    parser.add_argument("--fine-tune-epochs", type=_non_negative_int, default=5,
-                        help="epochs of fine-tuning the top of the backbone (default 5)")
-    parser.add_argument("--fine-tune-fraction", type=_fraction, default=0.3,
-                        help="share of backbone layers to fine-tune, from the top (default 0.3)")
+    parser.add_argument("--fine-tune-epochs", type=_non_negative_int, default=6,
+                        help="at most this many epochs of fine-tuning the backbone, stopped "
+                             "early when the validation NLL stops improving (default 6)")
+    parser.add_argument("--fine-tune-fraction", type=_fraction, default=1.0,
+                        help="share of backbone layers to fine-tune, from the top; BatchNorm "
+                             "stays frozen (default 1.0)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="head learning rate; fine-tuning uses a tenth (default 1e-3)")
     parser.add_argument("--loss", choices=("logit_adjusted", "crossentropy", "focal"),
@@ -309,16 +315,6 @@ def _training_data(args, image_size):
     return train, val
 
 
-def _strategy_scope(name):
-    import contextlib
-
-    if name == "default":
-        return contextlib.nullcontext()
-    from calibkeras.distribute import make_strategy
-
-    return make_strategy(name).scope()
-
-
 def train_model(args, evaluation=None):
     """Trains, calibrates, exports and reports into ``args.output``.
 
@@ -332,7 +328,28 @@ def train_model(args, evaluation=None):
     """
     import keras
 
-    from calibkeras._staging import check_output_dir, staged_directory
+    from calibkeras._staging import check_output_dir
+    from calibkeras.distribute import is_chief, make_strategy, validate_tf_config
+
+    keras.utils.set_random_seed(args.seed)
+    # The strategy comes first: MultiWorkerMirroredStrategy must exist before TF runs ops.
+    strategy = make_strategy(args.strategy)
+    chief = args.strategy != "multi_worker" or is_chief(validate_tf_config())
+    if chief:
+        check_output_dir(args.output, args.overwrite, argument="--output")
+        output = Path(args.output)
+    else:  # other workers train in step with the chief but write to a scratch folder
+        output = Path(tempfile.mkdtemp(prefix="calibkeras-worker-")) / "run"
+    try:
+        return _train_and_write(args, strategy, output, evaluation)
+    finally:
+        if not chief:
+            shutil.rmtree(output.parent, ignore_errors=True)
+
+
+def _train_and_write(args, strategy, output, evaluation):
+    """The body of :func:`train_model`, writing to ``output``."""
+    from calibkeras._staging import staged_directory
     from calibkeras.export import export_saved_model, verify_saved_model
     from calibkeras.model_directory import (
         CALIBRATION_FILE, MODEL_FILE, REPORT_DIR, SAVED_MODEL_DIR, calibration_record,
@@ -340,15 +357,13 @@ def train_model(args, evaluation=None):
     )
     from calibkeras.models import build_classifier, fit_calibrated
 
-    check_output_dir(args.output, args.overwrite, argument="--output")
-    keras.utils.set_random_seed(args.seed)
     image_size = (args.image_size, args.image_size)
     started = time.perf_counter()
     train, val = _training_data(args, image_size)
     _say(args, f"training data: {train.num_examples} images, {train.num_classes} classes, "
                f"counts {dict(zip(train.class_names, train.class_counts.tolist()))}")
     weights = None if str(args.weights).lower() == "none" else args.weights
-    with _strategy_scope(args.strategy):
+    with strategy.scope():
         model = build_classifier(
             train.num_classes, backbone=args.backbone, weights=weights, image_size=image_size,
             class_counts=train.class_counts, class_names=train.class_names,
@@ -380,7 +395,7 @@ def train_model(args, evaluation=None):
         "validation_images": val.num_examples,
         "training_seconds": round(training_seconds, 1),
     })
-    with staged_directory(args.output, args.overwrite, argument="--output") as staging:
+    with staged_directory(output, args.overwrite, argument="--output") as staging:
         model.save(staging / MODEL_FILE)
         write_json(staging / CALIBRATION_FILE, record)
         _say(args, "exporting the SavedModel and checking it with TF Serving's loader ...")
@@ -390,7 +405,7 @@ def train_model(args, evaluation=None):
         _write_evaluation(args, model, record, val, staging / REPORT_DIR, "train",
                           title="validation data, training prior")
         extra = evaluation(model, record, staging) if evaluation else None
-    _say(args, f"wrote {args.output}/ ({MODEL_FILE}, {CALIBRATION_FILE}, "
+    _say(args, f"wrote {output}/ ({MODEL_FILE}, {CALIBRATION_FILE}, "
                f"{SAVED_MODEL_DIR}/1/, {REPORT_DIR}/)")
     return model, record, extra
 
@@ -539,7 +554,7 @@ def _demo_command(args):
         image_root=None, image_column=None, label_column=None, backbone="efficientnet_lite0",
         weights="imagenet", image_size=settings["image_size"], batch_size=32,
         epochs=settings["epochs"], fine_tune_epochs=settings["fine_tune_epochs"],
-        fine_tune_fraction=0.3, learning_rate=1e-3, loss="logit_adjusted",
+        fine_tune_fraction=1.0, learning_rate=1e-3, loss="logit_adjusted",
         sampling="natural", seed=args.seed, strategy="default", output=args.output,
         overwrite=args.overwrite, quiet=args.quiet,
     )
@@ -621,13 +636,21 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args.handler(args)
-    except (CommandError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (CommandError, OSError, ValueError) as error:  # OSError: files, ports, timeouts
         message = " ".join(line.strip() for line in str(error).splitlines()) or repr(error)
         print(f"calibkeras {args.command}: error: {message}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
         print(f"calibkeras {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        # TensorFlow's OpErrors (a worker that died, an image that fails mid-epoch).
+        if not type(error).__module__.startswith("tensorflow") or not hasattr(error, "message"):
+            raise
+        message = " ".join(line.strip() for line in error.message.splitlines())
+        print(f"calibkeras {args.command}: error: {type(error).__name__}: {message}",
+              file=sys.stderr)
+        return EXIT_DATA
     return 0
 
 

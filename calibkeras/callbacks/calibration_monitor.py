@@ -72,6 +72,8 @@ class CalibrationMonitor(keras.callbacks.Callback):
             raise ValueError(f"`log_dir` must be None or a folder path, got {log_dir!r}")
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self._metrics = None
+        self._update_metrics = None
+        self._predictor = None
         self._writer = None
 
     def _build_metrics(self, num_classes):
@@ -84,6 +86,7 @@ class CalibrationMonitor(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._metrics = None
+        self._update_metrics = None
 
     def _check_outputs(self, outputs):
         values = np.asarray(ops.convert_to_numpy(outputs))
@@ -105,22 +108,35 @@ class CalibrationMonitor(keras.callbacks.Callback):
     def _evaluate(self, collect):
         """One pass over the validation data: updates the metrics and, when ``collect``,
         gathers the probabilities and labels. Returns ``(scores, probs, labels)``, the
-        last two None unless ``collect``."""
+        last two None unless ``collect``.
+
+        Under a tf.distribute strategy each batch is split across the replicas: every
+        replica runs the model on its piece and updates the metrics with it (their
+        state is summed across replicas when read), and the outputs are gathered back
+        in order (:func:`calibkeras.distribute.batch_predictor`)."""
+        from calibkeras.distribute import batch_predictor, split_across_replicas
+
+        strategy = self.model.distribute_strategy
+        if self._predictor is None or self._predictor[0] is not self.model:
+            self._predictor = (self.model, batch_predictor(self.model))
+        predict = self._predictor[1]
         first = True
         outputs_seen, labels_seen = [], []
         for x, y, sample_weight in iterate_batches(self.validation_data, self.batch_size):
-            outputs = self.model.predict_on_batch(x)
+            outputs = predict(x)
             if first:
                 self._check_outputs(outputs)
                 if self._metrics is None:
-                    self._metrics = self._build_metrics(outputs.shape[-1])
+                    self._build_metric_updater(strategy, outputs.shape[-1])
                 for metric in self._metrics.values():
                     metric.reset_state()
                 first = False
-            for metric in self._metrics.values():
-                metric.update_state(y, outputs, sample_weight)
+            arguments = (y, outputs) if sample_weight is None else (y, outputs, sample_weight)
+            self._update_metrics(
+                tuple(split_across_replicas(strategy, value) for value in arguments)
+            )
             if collect:
-                outputs_seen.append(np.asarray(ops.convert_to_numpy(outputs), dtype=np.float64))
+                outputs_seen.append(np.asarray(outputs, dtype=np.float64))
                 labels_seen.append(label_ids(y))
         if first:
             raise ValueError("CalibrationMonitor: `validation_data` yielded no batches")
@@ -132,6 +148,25 @@ class CalibrationMonitor(keras.callbacks.Callback):
         ).astype(np.float64)
         probs /= probs.sum(axis=1, keepdims=True)
         return scores, probs, np.concatenate(labels_seen)
+
+    def _build_metric_updater(self, strategy, num_classes):
+        """Creates the metrics in the strategy's scope and the function that updates
+        them on every replica with that replica's piece of a batch."""
+        import tensorflow as tf
+
+        with strategy.scope():
+            self._metrics = self._build_metrics(num_classes)
+        metrics_list = list(self._metrics.values())
+
+        def update(*arguments):
+            for metric in metrics_list:
+                metric.update_state(*arguments)
+
+        @tf.function(reduce_retracing=True)
+        def update_on_replicas(pieces):
+            strategy.run(update, args=pieces)
+
+        self._update_metrics = update_on_replicas
 
     def on_epoch_end(self, epoch, logs=None):
         scores, probs, labels = self._evaluate(collect=self.log_dir is not None)

@@ -67,7 +67,7 @@ def calibrate_temperature(model, validation_data, prior=None, batch_size=32):
     """
     layer = _single_layer(model, TemperatureScaling, required=True)
     logits_model = keras.Model(model.inputs, layer.input)
-    logits, labels = predict_with_labels(logits_model.predict_on_batch, validation_data, batch_size)
+    logits, labels = predict_with_labels(logits_model, validation_data, batch_size)
     fitting_prior = _fitting_prior(model, prior, labels, logits.shape[1])
     temperature = fit_temperature(logits, labels, prior=fitting_prior)
     layer.set_temperature(temperature)

@@ -69,7 +69,9 @@ def apply_cache(dataset, cache, suffix=""):
 
 
 def finish_batches(dataset, *, batch_size, augment, seed, drop_remainder, deterministic):
-    """Batches, optionally augments, prefetches and sets the determinism option.
+    """Batches, optionally augments, prefetches and sets the determinism and sharding
+    options (`auto_shard_policy` DATA: under a multi-worker strategy each worker
+    keeps its share of every global batch).
 
     Args:
         dataset: `tf.data.Dataset` of `(image [H, W, 3] float32, label int32)`.
@@ -92,6 +94,14 @@ def finish_batches(dataset, *, batch_size, augment, seed, drop_remainder, determ
     dataset = dataset.prefetch(AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
+    # Under tf.distribute with several workers, every worker builds this same
+    # pipeline and keeps its own share of each global batch (sharding by data: the
+    # sources are in-memory lists of paths or TFDS records, not one file per worker).
+    # The shares partition the data only when every worker draws the same order,
+    # i.e. when `seed` is set for shuffling, balanced sampling and augmentation.
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
     return dataset.with_options(options)
 
 

@@ -5,7 +5,8 @@ import keras
 from calibkeras import scoring
 
 
-@keras.saving.register_keras_serializable(package="calibkeras")
+# Registered under its own name: the loss of the same class name is "calibkeras>BrierScore".
+@keras.saving.register_keras_serializable(package="calibkeras", name="BrierScoreMetric")
 class BrierScore(keras.metrics.MeanMetricWrapper):
     """Mean multiclass Brier score ``sum_k (p_k - 1[y = k])**2`` (range [0, 2]; lower is
     better), accumulated as a (weighted) running sum and count.

@@ -20,7 +20,7 @@ def predict_balanced_logits(model, data, progress=False):
     Returns:
         ``(logits, labels)``: float32 ``(N, K)`` and int ``(N,)``.
     """
-    return predict_with_labels(logits_model(model).predict_on_batch, data, progress=progress)
+    return predict_with_labels(logits_model(model), data, progress=progress)
 
 
 def posterior_probabilities(model, balanced_logits, prior, calibrated=True):

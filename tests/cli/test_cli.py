@@ -49,7 +49,7 @@ def workspace(tmp_path_factory):
     output = folder / "run"
     result = run(
         "train", "--train-csv", train_csv, "--val-csv", val_csv, "--image-root", food10_dir(),
-        "--image-size", 32, "--epochs", 1, "--fine-tune-epochs", 1, "--batch-size", 8,
+        "--image-size", 32, "--epochs", 1, "--fine-tune-epochs", 0, "--batch-size", 8,
         "--output", output, "--quiet",
     )
     return {"folder": folder, "test_csv": test_csv, "model": output, "train_log": result}
