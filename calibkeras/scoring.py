@@ -44,6 +44,17 @@ def labels_to_one_hot(y_true, y_pred):
     return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype=y_pred.dtype)
 
 
+def _are_sparse(y_true, y_pred):
+    """Whether ``y_true`` holds class ids (not one-hot rows) for predictions ``y_pred``."""
+    return not (len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1])
+
+
+def label_values(y_true, values):
+    """Each sample's entry of ``values`` (N, K) at its class id: ``values[i, y_i]``."""
+    ids = ops.expand_dims(labels_to_ids(y_true, values), -1)
+    return ops.take_along_axis(values, ids, axis=-1)[..., 0]
+
+
 def labels_to_ids(y_true, y_pred):
     """Returns integer class ids of shape ``(N,)`` from sparse or one-hot labels."""
     y_pred = ops.convert_to_tensor(y_pred)
@@ -76,6 +87,10 @@ def brier_score(y_true, y_pred, from_logits=False):
         Brier (1950), Verification of forecasts expressed in terms of probability.
     """
     probs = to_probabilities(y_pred, from_logits)
+    y_true = ops.convert_to_tensor(y_true)
+    if _are_sparse(y_true, probs):  # sum_k p_k^2 - 2 p_y + 1, without a one-hot matrix
+        score = ops.sum(ops.square(probs), axis=-1) - 2 * label_values(y_true, probs) + 1
+        return ops.maximum(score, ops.zeros_like(score))
     one_hot = labels_to_one_hot(y_true, probs)
     return ops.sum(ops.square(probs - one_hot), axis=-1)
 
@@ -95,12 +110,17 @@ def negative_log_likelihood(y_true, y_pred, from_logits=False):
         Tensor ``(N,)`` with values in [0, inf); lower is better.
     """
     y_pred = ops.convert_to_tensor(y_pred)
+    y_true = ops.convert_to_tensor(y_true)
+    clip = ops.cast(LOG_CLIP, y_pred.dtype)
+    if _are_sparse(y_true, y_pred):  # pick each sample's own entry: no one-hot matrix
+        if from_logits:
+            return ops.logsumexp(y_pred, axis=-1) - label_values(y_true, y_pred)
+        return -ops.log(ops.maximum(label_values(y_true, y_pred), clip))
     if from_logits:
         log_probs = ops.log_softmax(y_pred, axis=-1)
     else:
-        log_probs = ops.log(ops.maximum(y_pred, ops.cast(LOG_CLIP, y_pred.dtype)))
-    one_hot = labels_to_one_hot(y_true, y_pred)
-    return -ops.sum(one_hot * log_probs, axis=-1)
+        log_probs = ops.log(ops.maximum(y_pred, clip))
+    return -ops.sum(labels_to_one_hot(y_true, y_pred) * log_probs, axis=-1)
 
 
 def top_label_outcomes(y_true, probs):
@@ -153,18 +173,16 @@ def bin_statistics(confidences, outcomes, num_bins, sample_weight=None):
     num_groups = confidences.shape[-1]
     bins = bin_indices(confidences, num_bins)
     flat = ops.reshape(bins + ops.arange(num_groups, dtype="int32") * num_bins, (-1,))
-    if sample_weight is None:
-        weights = ops.ones_like(confidences)
-    else:
-        weights = ops.ones_like(confidences) * ops.expand_dims(
-            ops.cast(sample_weight, dtype), -1
-        )
     length = num_groups * num_bins
 
     def total(values):
-        sums = ops.bincount(flat, weights=ops.reshape(values, (-1,)), minlength=length)
+        values = None if values is None else ops.reshape(values, (-1,))
+        sums = ops.bincount(flat, weights=values, minlength=length)
         return ops.reshape(ops.cast(sums, dtype), (num_groups, num_bins))
 
+    if sample_weight is None:
+        return total(None), total(confidences), total(outcomes)
+    weights = ops.ones_like(confidences) * ops.expand_dims(ops.cast(sample_weight, dtype), -1)
     return total(weights), total(weights * confidences), total(weights * outcomes)
 
 

@@ -53,12 +53,14 @@ def _macro_f1(labels, predicted, num_classes):
 
 def _scores(probs, labels, num_bins):
     num_classes = probs.shape[1]
+    predicted = probs.argmax(axis=1)
+    probs, labels = ops.convert_to_tensor(probs), ops.convert_to_tensor(labels)  # once
     confidence, correct = scoring.top_label_outcomes(labels, probs)
     top_bins = scoring.bin_statistics(confidence, correct, num_bins)
     one_hot = scoring.labels_to_one_hot(labels, probs)
     class_bins = scoring.bin_statistics(probs, one_hot, num_bins)
     support, hits = scoring.class_recall_counts(labels, probs)
-    predicted = probs.argmax(axis=1)
+    labels = _numpy(labels)
     return {
         "ece": float(_numpy(scoring.calibration_error_from_bins(*top_bins))[0]),
         "classwise_ece": float(

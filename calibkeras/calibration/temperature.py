@@ -3,7 +3,7 @@
 import warnings
 
 import numpy as np
-from scipy.special import log_softmax, softmax
+from scipy.special import logsumexp
 
 from calibkeras._checks import (
     check_finite_matrix,
@@ -17,16 +17,31 @@ MIN_TEMPERATURE = 1e-4
 MAX_TEMPERATURE = 1e6
 
 
-def _nll_derivatives(beta, logits, labels, offset, weights):
-    """Weighted mean NLL of softmax(beta * logits + offset) and its first two derivatives."""
-    shifted = beta * logits + offset
-    probs = softmax(shifted, axis=1)
-    rows = np.arange(logits.shape[0])
-    nll = -log_softmax(shifted, axis=1)[rows, labels]
-    mean_logit = np.sum(probs * logits, axis=1)
-    gradient = mean_logit - logits[rows, labels]
-    curvature = np.sum(probs * logits**2, axis=1) - mean_logit**2
-    return weights @ nll, weights @ gradient, weights @ curvature
+class _Objective:
+    """Weighted mean NLL of softmax(beta * logits + offset) and its first two derivatives
+    in ``beta``, each evaluation computed once (one log-softmax pass over the logits)."""
+
+    def __init__(self, logits, labels, offset, weights):
+        self.logits, self.offset, self.weights = logits, offset, weights
+        rows = np.arange(logits.shape[0])
+        self.label_logits = logits[rows, labels]
+        self.label_offsets = offset[labels]
+        self.squares = logits**2
+        self.cache = {}
+
+    def __call__(self, beta):
+        if beta not in self.cache:
+            shifted = beta * self.logits + self.offset
+            log_norm = logsumexp(shifted, axis=1)
+            probs = np.exp(shifted - log_norm[:, None])
+            nll = log_norm - beta * self.label_logits - self.label_offsets
+            mean_logit = np.sum(probs * self.logits, axis=1)
+            gradient = mean_logit - self.label_logits
+            curvature = np.sum(probs * self.squares, axis=1) - mean_logit**2
+            self.cache[beta] = (
+                self.weights @ nll, self.weights @ gradient, self.weights @ curvature
+            )
+        return self.cache[beta]
 
 
 def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, max_iter=200):
@@ -70,8 +85,10 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
     else:
         offset = np.log(check_prior(prior, logits.shape[1]))
 
+    objective = _Objective(logits, labels, offset, weights)
+
     def gradient(beta):
-        return _nll_derivatives(beta, logits, labels, offset, weights)[1]
+        return objective(beta)[1]
 
     beta_min, beta_max = 1.0 / MAX_TEMPERATURE, 1.0 / MIN_TEMPERATURE
     rows = np.arange(logits.shape[0])
@@ -100,7 +117,7 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
 
     beta = 0.5 * (lo + hi) if hi != 1.0 else 1.0
     for _ in range(max_iter):
-        _, grad, curvature = _nll_derivatives(beta, logits, labels, offset, weights)
+        _, grad, curvature = objective(beta)
         if abs(grad) <= tol:
             break
         if grad < 0:
