@@ -160,7 +160,13 @@ def main():
             balanced = softmax(test_logits / temperature)
             uniform_probs = balanced  # balanced logits + log(uniform) = balanced posterior
             under_training = adjust_to_prior(balanced, np.full(10, 0.1), training_prior)
-            shifted_probs = estimate_prior(under_training[subset], training_prior).probs
+            estimate = estimate_prior(under_training[subset], training_prior)
+            shifted_probs = estimate.probs
+            subset_prior = np.bincount(y_test[subset], minlength=10) / len(subset)
+            oracle = adjust_to_prior(balanced[subset], np.full(10, 0.1), subset_prior)
+            print(f"{name}: EM prior L1 error {np.abs(estimate.prior - subset_prior).sum():.3f}"
+                  f" ({estimate.n_iter} iterations); with the true subset prior: "
+                  f"{scores(oracle, y_test[subset], smallest, args.seed)}", flush=True)
         else:
             temperature = None
             uniform_probs = softmax(test_logits)
