@@ -93,27 +93,39 @@ def check_probabilities(probs, name="probs"):
     return array
 
 
-def check_labels(labels, num_classes, num_samples, name="labels"):
-    """Returns ``labels`` as a 1-D int64 array of class ids in [0, num_classes), else raises."""
+def check_labels(labels, num_classes, num_samples, name="labels", kind="class",
+                 against="the predictions have {n} rows"):
+    """Returns ``labels`` as a 1-D int64 array of ids in [0, num_classes), else raises.
+
+    Args:
+        labels: the ids (a ``(N, 1)`` column is accepted).
+        num_classes: ids must be below this.
+        num_samples: required length, or None for any non-empty length.
+        name: the argument's name in messages.
+        kind: what the ids are ("class", "action") in messages.
+        against: what the length must match, in messages (``{n}``: ``num_samples``).
+    """
     array = np.asarray(labels)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1:
         raise ValueError(
-            f"`{name}` must be a 1-D array of integer class ids, got shape {array.shape}; "
-            "for one-hot labels pass `labels.argmax(axis=1)`"
+            f"`{name}` must be a 1-D array of integer {kind} ids, got shape {array.shape}"
+            + ("; for one-hot labels pass `labels.argmax(axis=1)`" if kind == "class" else "")
         )
-    if array.shape[0] != num_samples:
+    if num_samples is None and array.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty; pass at least one sample")
+    if num_samples is not None and array.shape[0] != num_samples:
         raise ValueError(
-            f"`{name}` has {array.shape[0]} entries but the predictions have "
-            f"{num_samples} rows; they must have the same length"
+            f"`{name}` has {array.shape[0]} entries but {against.format(n=num_samples)}; "
+            "they must have the same length"
         )
     if array.size and not np.issubdtype(array.dtype, np.integer):
         if not np.issubdtype(array.dtype, np.floating) or not np.all(
             np.isfinite(array) & (array == np.round(array))
         ):
             raise ValueError(
-                f"`{name}` must hold integer class ids, got dtype {array.dtype} "
+                f"`{name}` must hold integer {kind} ids, got dtype {array.dtype} "
                 f"(first values {_show(array[:5].tolist())})"
             )
     array = array.astype(np.int64)
@@ -121,7 +133,7 @@ def check_labels(labels, num_classes, num_samples, name="labels"):
     if out_of_range.any():
         index = int(np.argmax(out_of_range))
         raise ValueError(
-            f"`{name}` must be class ids in [0, {num_classes}); found {array[index]} at "
+            f"`{name}` must be {kind} ids in [0, {num_classes}); found {array[index]} at "
             f"position {index}"
         )
     return array

@@ -159,32 +159,8 @@ def _expected_cost_matrix(probs, cost_matrix, abstain_cost):
 
 def _check_decisions(decisions, num_actions, num_samples=None):
     """Returns ``decisions`` as a 1-D int64 array of action ids in [0, num_actions)."""
-    array = np.asarray(decisions)
-    if array.ndim != 1:
-        raise ValueError(
-            f"`decisions` must be a 1-D array of integer action ids, got shape {array.shape}"
-        )
-    if array.shape[0] == 0:
-        raise ValueError("`decisions` is empty; pass at least one sample")
-    if num_samples is not None and array.shape[0] != num_samples:
-        raise ValueError(
-            f"`decisions` has {array.shape[0]} entries but `probs` has {num_samples} rows; "
-            "they must have the same length"
-        )
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(
-            f"`decisions` must hold integer action ids, got dtype {array.dtype} "
-            f"(first values {_show(array[:5].tolist())})"
-        )
-    array = array.astype(np.int64)
-    outside = (array < 0) | (array >= num_actions)
-    if outside.any():
-        index = int(np.argmax(outside))
-        raise ValueError(
-            f"`decisions` must be action ids in [0, {num_actions}) (rows of the cost matrix, "
-            f"the abstain action last); found {array[index]} at position {index}"
-        )
-    return array
+    return check_labels(decisions, num_actions, num_samples, name="decisions", kind="action",
+                        against="`probs` has {n} rows")
 
 
 def bayes_decisions(probs, cost_matrix, abstain_cost=None):

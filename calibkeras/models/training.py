@@ -33,11 +33,24 @@ def make_loss(loss, class_counts):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _compile(model, loss, class_counts, learning_rate):
+def _fit(model, train_data, class_counts, epochs, validation_data, loss, learning_rate,
+         callbacks, steps_per_epoch, verbose):
+    """Compiles with Adam, the recipe loss and BalancedAccuracy, then fits."""
+    class_counts = check_class_counts(class_counts).tolist()
+    _check_uniform_prior(model)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=make_loss(loss, class_counts),
         metrics=[BalancedAccuracy(len(class_counts))],
+    )
+    return model.fit(
+        getattr(train_data, "dataset", train_data),
+        epochs=epochs,
+        validation_data=getattr(validation_data, "dataset", validation_data),
+        callbacks=callbacks,
+        steps_per_epoch=steps_per_epoch,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
     )
 
 
@@ -75,22 +88,12 @@ def train_head(
     Returns:
         The Keras ``History``.
     """
-    class_counts = check_class_counts(class_counts).tolist()
-    _check_uniform_prior(model)
     model.get_layer(BACKBONE_LAYER).trainable = False
-    _compile(model, loss, class_counts, learning_rate)
-    return model.fit(
-        getattr(train_data, "dataset", train_data),
-        epochs=epochs,
-        validation_data=getattr(validation_data, "dataset", validation_data),
-        callbacks=callbacks,
-        steps_per_epoch=steps_per_epoch,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
-    )
+    return _fit(model, train_data, class_counts, epochs, validation_data, loss, learning_rate,
+                callbacks, steps_per_epoch, verbose)
 
 
-def unfreeze_top(model, fraction=0.3):
+def unfreeze_top(model, fraction=1.0):
     """Makes the top ``fraction`` of the backbone's layers trainable, BatchNorm excluded.
 
     BatchNormalization layers stay frozen (and, because the backbone is called with
@@ -124,19 +127,9 @@ def fine_tune(
     1e-4. On food10 (BENCHMARKS.md) the whole backbone at 1e-4 beat the top 30% at
     1e-4 and the top half at 3e-4.
     """
-    class_counts = check_class_counts(class_counts).tolist()
-    _check_uniform_prior(model)
     unfreeze_top(model, fraction)
-    _compile(model, loss, class_counts, learning_rate)
-    return model.fit(
-        getattr(train_data, "dataset", train_data),
-        epochs=epochs,
-        validation_data=getattr(validation_data, "dataset", validation_data),
-        callbacks=callbacks,
-        steps_per_epoch=steps_per_epoch,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
-    )
+    return _fit(model, train_data, class_counts, epochs, validation_data, loss, learning_rate,
+                callbacks, steps_per_epoch, verbose)
 
 
 def remove_training_prior(model, class_counts):

@@ -21,15 +21,6 @@ FULL_REFERENCE = (Path(__file__).resolve().parents[2].parent / "shared" / "refer
 TOLERANCE = 1e-3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def keras_home(tmp_path_factory):
-    """One Keras cache for the session's tests (shared with the weights tests)."""
-    with pytest.MonkeyPatch.context() as patch:
-        home = tmp_path_factory.getbasetemp() / "keras_home"
-        patch.setenv("KERAS_HOME", str(home))
-        yield home
-
-
 @pytest.fixture(scope="module")
 def reference():
     with np.load(FIXTURE) as data:

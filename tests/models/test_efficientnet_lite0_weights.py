@@ -21,15 +21,6 @@ from calibkeras.models.efficientnet_lite0_weights import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def keras_home(tmp_path_factory):
-    """One Keras cache for the session's tests (shared with the model tests)."""
-    with pytest.MonkeyPatch.context() as patch:
-        home = tmp_path_factory.getbasetemp() / "keras_home"
-        patch.setenv("KERAS_HOME", str(home))
-        yield home
-
-
 @pytest.fixture(scope="module")
 def state_dict():
     return read_torch_state_dict()
