@@ -102,7 +102,9 @@ def test_decision_layer_other_losses_and_classwise_ece_match(results):
     single, mirrored = results["single_other"], results["mirrored_other"]
     assert mirrored["decision"] == single["decision"]
     assert len(single["decision"]) == 49
-    np.testing.assert_allclose(mirrored["expected_cost"], single["expected_cost"], atol=1e-6)
+    # float32 expected costs up to 5: allow float32 rounding relative to the value.
+    np.testing.assert_allclose(mirrored["expected_cost"], single["expected_cost"],
+                               rtol=1e-6, atol=1e-6)
     for name in ("brier_loss", "focal_loss"):
         assert set(mirrored[name]) == {"loss", "classwise_ece"}
         for key, value in single[name].items():
