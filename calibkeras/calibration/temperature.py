@@ -3,7 +3,6 @@
 import warnings
 
 import numpy as np
-from scipy.special import logsumexp
 
 from calibkeras._checks import (
     check_finite_matrix,
@@ -22,7 +21,8 @@ class _Objective:
     in ``beta``, each evaluation computed once (one log-softmax pass over the logits)."""
 
     def __init__(self, logits, labels, offset, weights):
-        self.logits, self.offset, self.weights = logits, offset, weights
+        self.logits, self.weights = logits, weights
+        self.offset = offset if np.any(offset) else None
         rows = np.arange(logits.shape[0])
         self.label_logits = logits[rows, labels]
         self.label_offsets = offset[labels]
@@ -31,13 +31,19 @@ class _Objective:
 
     def __call__(self, beta):
         if beta not in self.cache:
-            shifted = beta * self.logits + self.offset
-            log_norm = logsumexp(shifted, axis=1)
-            probs = np.exp(shifted - log_norm[:, None])
+            shifted = beta * self.logits
+            if self.offset is not None:
+                shifted += self.offset
+            peak = shifted.max(axis=1, keepdims=True)
+            np.subtract(shifted, peak, out=shifted)
+            exps = np.exp(shifted, out=shifted)  # the one exponential pass
+            totals = exps.sum(axis=1)
+            probs = np.divide(exps, totals[:, None], out=exps)
+            log_norm = peak[:, 0] + np.log(totals)
             nll = log_norm - beta * self.label_logits - self.label_offsets
-            mean_logit = np.sum(probs * self.logits, axis=1)
+            mean_logit = np.einsum("ij,ij->i", probs, self.logits)
             gradient = mean_logit - self.label_logits
-            curvature = np.sum(probs * self.squares, axis=1) - mean_logit**2
+            curvature = np.einsum("ij,ij->i", probs, self.squares) - mean_logit**2
             self.cache[beta] = (
                 self.weights @ nll, self.weights @ gradient, self.weights @ curvature
             )
@@ -101,7 +107,10 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
             stacklevel=2,
         )
         return MIN_TEMPERATURE
-    if gradient(beta_min) >= 0:
+    # d NLL / d beta at beta = 0, where p = softmax(offset) for every sample: no exp pass.
+    prior_probs = np.exp(offset - offset.max())
+    prior_probs /= prior_probs.sum()
+    if weights @ (logits @ prior_probs - objective.label_logits) >= 0:
         warnings.warn(
             "fit_temperature: the NLL decreases as T grows without bound: the logits "
             f"carry no information beyond the prior; returning T = {MAX_TEMPERATURE:g}",
