@@ -89,7 +89,8 @@ def brier_score(y_true, y_pred, from_logits=False):
     probs = to_probabilities(y_pred, from_logits)
     y_true = ops.convert_to_tensor(y_true)
     if _are_sparse(y_true, probs):  # sum_k p_k^2 - 2 p_y + 1, without a one-hot matrix
-        score = ops.sum(ops.square(probs), axis=-1) - 2 * label_values(y_true, probs) + 1
+        squares = ops.einsum("...k,...k->...", probs, probs)  # no (N, K) temporary
+        score = squares - 2 * label_values(y_true, probs) + 1
         return ops.maximum(score, ops.zeros_like(score))
     one_hot = labels_to_one_hot(y_true, probs)
     return ops.sum(ops.square(probs - one_hot), axis=-1)
