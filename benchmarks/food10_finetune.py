@@ -41,6 +41,8 @@ def main():
     parser.add_argument("--fine-tune-fraction", type=float, default=1.0)
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-logits", default=None, metavar="FILE.npz",
+                        help="also write the balanced logits (plain and flipped) and labels")
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
     started = time.perf_counter()
@@ -73,6 +75,10 @@ def main():
     test_flipped, _ = logits(test, True)
     rows["+ flip averaging"] = ((val_logits + val_flipped) / 2,
                                 (test_logits + test_flipped) / 2)
+    if args.save_logits:
+        np.savez(args.save_logits, val=val_logits, val_flipped=val_flipped,
+                 val_labels=val_labels, test=test_logits, test_flipped=test_flipped,
+                 test_labels=test_labels, class_counts=np.asarray(train.class_counts))
     print(f"\nfood10 test.csv, uniform prior; Lite0 at {args.image_size} px; training "
           f"{training_seconds:.0f} s (T from the recipe: {history['temperature']:.3f})")
     print("| scoring | T | balanced acc | NLL | Brier | ECE (perfect; p) |")
