@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from calibkeras.export import ServingSession, export_saved_model, split_classifier  # noqa: E402
-from calibkeras.export.saved_model import _checked_images  # noqa: E402
+from calibkeras.export.saved_model import _checked_images, class_outputs  # noqa: E402
 from calibkeras.models import build_classifier  # noqa: E402
 
 IMAGE_SIZE = 160
@@ -101,13 +101,7 @@ def export_outputs_unchecked(model, path):
     def serve(images):
         probabilities = tf.nn.softmax(tf.cast(scaled(images, training=False), tf.float32)
                                       + log_prior)
-        classes = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {
-            "probabilities": probabilities,
-            "classes": classes,
-            "class_names": tf.gather(class_names, classes),
-            "confidence": tf.reduce_max(probabilities, axis=-1),
-        }
+        return class_outputs(probabilities, class_names)
 
     archive = keras.export.ExportArchive()
     archive.track(scaled)

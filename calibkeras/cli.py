@@ -351,7 +351,11 @@ def _train_and_write(args, strategy, output, evaluation):
     from calibkeras._staging import staged_directory
     from calibkeras.export import export_saved_model, verify_saved_model
     from calibkeras.model_directory import (
-        CALIBRATION_FILE, MODEL_FILE, REPORT_DIR, SAVED_MODEL_DIR, calibration_record,
+        CALIBRATION_FILE,
+        MODEL_FILE,
+        REPORT_DIR,
+        SAVED_MODEL_DIR,
+        calibration_record,
         write_json,
     )
     from calibkeras.models import build_classifier, fit_calibrated

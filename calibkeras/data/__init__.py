@@ -12,10 +12,10 @@ from calibkeras.data.preprocessing import (
     decode_rgb,
     load_image,
 )
-from calibkeras.priors import class_counts, prior_from_counts
 from calibkeras.data.sampling import SAMPLING_MODES
 from calibkeras.data.split import stratified_split
 from calibkeras.data.tfds_dataset import dataset_from_tfds
+from calibkeras.priors import class_counts, prior_from_counts
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -15,8 +15,8 @@ from calibkeras.data.image_checks import (
 from calibkeras.data.labeled_dataset import LabeledDataset
 from calibkeras.data.labels import encode_labels
 from calibkeras.data.pipeline import file_pipeline
-from calibkeras.priors import class_counts
 from calibkeras.data.sampling import sampling_prior
+from calibkeras.priors import class_counts
 
 
 def labeled_dataset_from_files(

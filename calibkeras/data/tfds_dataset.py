@@ -11,8 +11,8 @@ from calibkeras.data.pipeline import (
     check_pipeline_arguments,
     finish_batches,
 )
-from calibkeras.priors import class_counts, prior_from_counts
 from calibkeras.data.sampling import resample_balanced, sampling_prior
+from calibkeras.priors import class_counts, prior_from_counts
 
 
 def dataset_from_tfds(

@@ -292,6 +292,17 @@ def export_saved_model(
     return os.fspath(final)
 
 
+def class_outputs(probabilities, class_names):
+    """The outputs of ``serving_default``: probabilities, top class id, name, confidence."""
+    classes = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return {
+        "probabilities": probabilities,
+        "classes": classes,
+        "class_names": tf.gather(class_names, classes),
+        "confidence": tf.reduce_max(probabilities, axis=-1),
+    }
+
+
 def _build_archive(parts, decision_layer, log_prior):
     """The ExportArchive with the four signatures and the metadata collections."""
     image_size = parts.image_size
@@ -308,17 +319,9 @@ def _build_archive(parts, decision_layer, log_prior):
         logits = scaled_logits_model(_checked_images(images, image_size), training=False)
         return tf.cast(logits, tf.float32)
 
-    def class_outputs(probabilities):
-        classes = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {
-            "probabilities": probabilities,
-            "classes": classes,
-            "class_names": tf.gather(class_names, classes),
-            "confidence": tf.reduce_max(probabilities, axis=-1),
-        }
-
     def serving_default(images):
-        return class_outputs(tf.nn.softmax(scaled_logits(images) + deployment_log_prior))
+        probabilities = tf.nn.softmax(scaled_logits(images) + deployment_log_prior)
+        return class_outputs(probabilities, class_names)
 
     def predict_image_bytes(image_bytes):
         images = decode_images(_checked_image_bytes(image_bytes), image_size)

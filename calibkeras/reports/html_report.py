@@ -3,7 +3,6 @@
 import base64
 import html
 import json
-import os
 from pathlib import Path
 
 from calibkeras._staging import check_output_dir, staged_directory
