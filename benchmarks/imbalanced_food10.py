@@ -113,6 +113,11 @@ def reversed_prior_subset(labels, training_prior, seed):
     ])), reverse
 
 
+def epoch_list(text):
+    """``--epochs`` as a list of ints: "30" or "5,10,30"."""
+    return [int(epochs) for epochs in text.split(",")]
+
+
 def run_row(name, head, val, test, training_prior, subset, smallest, seed):
     """Scores of one trained head on the test set and on the reversed-prior subset."""
     (x_val, y_val), (x_test, y_test) = val, test
@@ -155,9 +160,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--views", type=int, default=4)
-    parser.add_argument("--epochs", type=lambda text: [int(e) for e in text.split(",")],
-                        default=[30], help="head epochs; a comma list runs each setting "
-                        "on the same features, e.g. 5,10,30")
+    parser.add_argument("--epochs", type=epoch_list, default=[30],
+                        help="head epochs; a comma list runs each setting on the same "
+                        "features, e.g. 5,10,30")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()

@@ -24,7 +24,7 @@ import pathlib
 
 import numpy as np
 import pandas as pd
-from imbalanced_food10 import features, softmax, train_head
+from imbalanced_food10 import epoch_list, features, softmax, train_head
 
 from calibkeras.calibration import calibration_errors, calibration_test, fit_temperature
 from calibkeras.data import dataset_from_dataframe
@@ -53,8 +53,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--views", type=int, default=4)
-    parser.add_argument("--epochs", type=lambda text: [int(e) for e in text.split(",")],
-                        default=[5, 10, 30])
+    parser.add_argument("--epochs", type=epoch_list, default=[5, 10, 30])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     size = (args.image_size, args.image_size)

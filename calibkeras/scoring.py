@@ -36,17 +36,21 @@ def labels_to_one_hot(y_true, y_pred):
     """
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
-    num_classes = y_pred.shape[-1]
-    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == num_classes:
+    if _is_one_hot(y_true, y_pred):
         return ops.cast(y_true, y_pred.dtype)
+    return ops.one_hot(_sparse_ids(y_true, y_pred), y_pred.shape[-1], dtype=y_pred.dtype)
+
+
+def _is_one_hot(y_true, y_pred):
+    """Whether ``y_true`` holds one-hot (or soft) rows, not class ids, for ``y_pred``."""
+    return len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1]
+
+
+def _sparse_ids(y_true, y_pred):
+    """Class ids ``(N,)`` int32 from sparse labels ``(N,)`` or ``(N, 1)``."""
     if len(y_true.shape) == len(y_pred.shape):
         y_true = ops.squeeze(y_true, axis=-1)
-    return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype=y_pred.dtype)
-
-
-def _are_sparse(y_true, y_pred):
-    """Whether ``y_true`` holds class ids (not one-hot rows) for predictions ``y_pred``."""
-    return not (len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1])
+    return ops.cast(y_true, "int32")
 
 
 def label_values(y_true, values):
@@ -59,11 +63,9 @@ def labels_to_ids(y_true, y_pred):
     """Returns integer class ids of shape ``(N,)`` from sparse or one-hot labels."""
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
-    if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1]:
+    if _is_one_hot(y_true, y_pred):
         return ops.cast(ops.argmax(y_true, axis=-1), "int32")
-    if len(y_true.shape) == len(y_pred.shape):
-        y_true = ops.squeeze(y_true, axis=-1)
-    return ops.cast(y_true, "int32")
+    return _sparse_ids(y_true, y_pred)
 
 
 def to_probabilities(y_pred, from_logits):
@@ -88,7 +90,7 @@ def brier_score(y_true, y_pred, from_logits=False):
     """
     probs = to_probabilities(y_pred, from_logits)
     y_true = ops.convert_to_tensor(y_true)
-    if _are_sparse(y_true, probs):  # sum_k p_k^2 - 2 p_y + 1, without a one-hot matrix
+    if not _is_one_hot(y_true, probs):  # sum_k p_k^2 - 2 p_y + 1, without a one-hot matrix
         squares = ops.einsum("...k,...k->...", probs, probs)  # no (N, K) temporary
         score = squares - 2 * label_values(y_true, probs) + 1
         return ops.maximum(score, ops.zeros_like(score))
@@ -113,7 +115,7 @@ def negative_log_likelihood(y_true, y_pred, from_logits=False):
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
     clip = ops.cast(LOG_CLIP, y_pred.dtype)
-    if _are_sparse(y_true, y_pred):  # pick each sample's own entry: no one-hot matrix
+    if not _is_one_hot(y_true, y_pred):  # pick each sample's own entry: no one-hot matrix
         if from_logits:
             return ops.logsumexp(y_pred, axis=-1) - label_values(y_true, y_pred)
         return -ops.log(ops.maximum(label_values(y_true, y_pred), clip))
