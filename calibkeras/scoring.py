@@ -17,10 +17,44 @@ Definitions (pinned; see DESIGN.md):
 * Balanced accuracy: mean per-class recall over the classes present in ``y_true``.
 """
 
+import functools
+
+import numpy as np
 from keras import ops
 
 #: Probabilities are clipped at this value inside the log of the NLL.
 LOG_CLIP = 1e-12
+
+#: NumPy predictions larger than this many bytes are scored per sample in blocks of
+#: rows of about this size instead of being copied into one tensor: a fresh buffer of
+#: hundreds of MB costs seconds of page faults, a reused block of 16 MB does not.
+BLOCK_BYTES = 16 * 2**20
+
+
+def in_row_blocks(per_sample_score):
+    """Decorates ``score(y_true, y_pred, **kwargs) -> (N,)`` to take large NumPy inputs
+    in row blocks of about ``BLOCK_BYTES``; tensors and small arrays pass unchanged.
+
+    The score is computed row by row either way, so the result is the same tensor.
+    """
+
+    @functools.wraps(per_sample_score)
+    def score(y_true, y_pred, **kwargs):
+        if not (
+            isinstance(y_pred, np.ndarray)
+            and isinstance(y_true, np.ndarray)
+            and y_pred.ndim == 2
+            and y_pred.nbytes > BLOCK_BYTES
+        ):
+            return per_sample_score(y_true, y_pred, **kwargs)
+        rows = max(1, BLOCK_BYTES // (y_pred.shape[1] * y_pred.itemsize))
+        blocks = [
+            per_sample_score(y_true[start:start + rows], y_pred[start:start + rows], **kwargs)
+            for start in range(0, y_pred.shape[0], rows)
+        ]
+        return ops.concatenate(blocks, axis=0)
+
+    return score
 
 
 def labels_to_one_hot(y_true, y_pred):
@@ -74,6 +108,7 @@ def to_probabilities(y_pred, from_logits):
     return ops.softmax(y_pred, axis=-1) if from_logits else y_pred
 
 
+@in_row_blocks
 def brier_score(y_true, y_pred, from_logits=False):
     """Per-sample multiclass Brier score ``sum_k (p_k - 1[y = k])**2``.
 
@@ -98,6 +133,7 @@ def brier_score(y_true, y_pred, from_logits=False):
     return ops.sum(ops.square(probs - one_hot), axis=-1)
 
 
+@in_row_blocks
 def negative_log_likelihood(y_true, y_pred, from_logits=False):
     """Per-sample negative log-likelihood ``-ln p_y`` (natural log).
 
