@@ -6,8 +6,9 @@ float eps (scikit-learn) changes nothing) and uniformly random labels (seed 0).
 
 Contenders, each called on the NumPy arrays and returning a Python float:
 
-* NLL: ``calibkeras.scoring.negative_log_likelihood`` (per-sample keras.ops function;
-  mean with ``keras.ops.mean`` and ``convert_to_numpy``), ``sklearn.metrics.log_loss``
+* NLL: ``calibkeras.scoring.negative_log_likelihood`` (per-sample keras.ops function,
+  which takes a NumPy array this large in row blocks of 16 MB; mean with
+  ``keras.ops.mean`` and ``convert_to_numpy``), ``sklearn.metrics.log_loss``
   (``labels=range(100)``), and a NumPy reference that gathers ``p_y``.
 * Brier: ``calibkeras.scoring.brier_score`` (mean as above) and
   ``sklearn.metrics.brier_score_loss`` with ``scale_by_half=False`` (sklearn's

@@ -3,7 +3,7 @@
 import keras
 
 
-def build_augmentation(seed=None, name="augmentation"):
+def build_augmentation(seed=None, name="augmentation", zoom=0.0):
     """Builds the light augmentation the loaders apply when `augment=True`.
 
     Layers, in order: `RandomFlip("horizontal")`;
@@ -30,10 +30,18 @@ def build_augmentation(seed=None, name="augmentation"):
             reproducible: a fresh `build_augmentation(seed)` applied to the same
             stream of batches gives the same outputs. Default None (random).
         name: name of the returned `keras.Sequential`. Default "augmentation".
+        zoom: number in [0, 1). When positive, a fourth layer after the flip,
+            `RandomZoom((-zoom, 0.0), fill_mode="reflect", interpolation="bilinear")`,
+            zooms each image in by a random factor up to `zoom`, i.e. shows a
+            central crop of `1 - zoom` to all of its height and width (0.4: 36% to
+            100% of the area), resized back; the translation then moves it. A
+            stronger augmentation for fine-tuning on few images (BENCHMARKS.md);
+            bilinear resampling costs more CPU. Default 0.0 (no zoom; the loaders'
+            `augment=True`).
 
     Returns:
-        `keras.Sequential` of the three layers above. It can also be put in
-        front of a model.
+        `keras.Sequential` of the layers above. It can also be put in front of a
+        model.
 
     Example:
     >>> augmentation = build_augmentation(seed=0)
@@ -41,12 +49,22 @@ def build_augmentation(seed=None, name="augmentation"):
     (2, 32, 32, 3)
     """
 
+    if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 0 <= zoom < 1:
+        raise ValueError(f"`zoom` must be a number in [0, 1), such as 0.4; got {zoom!r}")
+
     def layer_seed(offset):
         return None if seed is None else int(seed) + offset
 
+    zoom_layers = [
+        keras.layers.RandomZoom(
+            (-float(zoom), 0.0), fill_mode="reflect", interpolation="bilinear",
+            seed=layer_seed(3),
+        )
+    ] if zoom else []
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=layer_seed(0)),
+            *zoom_layers,
             keras.layers.RandomTranslation(
                 0.1, 0.1, fill_mode="reflect", interpolation="nearest", seed=layer_seed(1)
             ),

@@ -1,8 +1,8 @@
+import calibration_reference as ref
 import numpy as np
 import pytest
 from scipy import stats
 
-import calibration_reference as ref
 from calibkeras.calibration import calibration_test
 
 

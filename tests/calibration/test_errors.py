@@ -1,10 +1,10 @@
+import calibration_reference as ref
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import balanced_accuracy_score, brier_score_loss, f1_score, log_loss
 
-import calibration_reference as ref
 from calibkeras.calibration import SCORE_NAMES, calibration_errors
 
 

@@ -1,7 +1,7 @@
+import calibration_reference as ref
 import numpy as np
 import pytest
 
-import calibration_reference as ref
 from calibkeras.calibration import reliability_curve
 
 

@@ -2,15 +2,14 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.image
 import pandas as pd
 import pytest
-from html.parser import HTMLParser
 
 from calibkeras.datasets import food10_csv, food10_dir
 

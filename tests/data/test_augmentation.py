@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from calibkeras.data import build_augmentation, dataset_from_csv
 
@@ -25,3 +26,22 @@ def test_loader_augments_only_when_asked(image_table):
     np.testing.assert_array_equal(y_plain, y_aug)
     assert x_aug.dtype == x_plain.dtype and x_aug.shape == x_plain.shape
     assert float(np.min(x_aug)) >= 0.0 and float(np.max(x_aug)) <= 255.0
+
+
+def test_zoom_enlarges_the_content():
+    images = np.zeros((32, 32, 32, 3), np.float32)
+    images[:, 12:20, 12:20, :] = 255.0  # an 8 x 8 white square in the middle
+    bright = (images[..., 0] > 127.5).sum(axis=(1, 2))
+    plain = np.asarray(build_augmentation(seed=0)(images, training=True))
+    zoomed = np.asarray(build_augmentation(seed=0, zoom=0.5)(images, training=True))
+    plain_bright = (plain[..., 0] > 127.5).sum(axis=(1, 2))
+    zoomed_bright = (zoomed[..., 0] > 127.5).sum(axis=(1, 2))
+    np.testing.assert_array_equal(plain_bright, bright)  # whole-pixel shifts keep the area
+    assert zoomed_bright.min() >= 0.9 * 64 and zoomed_bright.mean() > 1.5 * 64
+    assert zoomed.min() >= 0.0 and zoomed.max() <= 255.0
+
+
+@pytest.mark.parametrize("zoom", [-0.1, 1.0, "0.4", True])
+def test_bad_zoom(zoom):
+    with pytest.raises(ValueError, match=r"`zoom` must be a number in \[0, 1\), such as 0.4"):
+        build_augmentation(zoom=zoom)

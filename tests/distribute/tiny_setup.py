@@ -82,7 +82,10 @@ def build_model(class_counts):
     from calibkeras.layers import PriorShift, TemperatureScaling
     from calibkeras.losses import LogitAdjustedCrossentropy
     from calibkeras.metrics import (
-        BalancedAccuracy, BrierScore, ExpectedCalibrationError, NegativeLogLikelihood,
+        BalancedAccuracy,
+        BrierScore,
+        ExpectedCalibrationError,
+        NegativeLogLikelihood,
     )
 
     inputs = keras.Input(IMAGE_SIZE + (3,))

@@ -1,6 +1,5 @@
 """The walkthrough notebooks run from top to bottom (in their quick mode)."""
 
-import os
 from pathlib import Path
 
 import nbformat

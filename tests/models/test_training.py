@@ -1,0 +1,115 @@
+"""Fine-tuning options of the recipe: cosine schedule and weight averaging."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from calibkeras.models import build_classifier, fine_tune, fit_calibrated
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(1)
+    labels = rng.choice(3, size=48, p=[0.5, 0.3, 0.2])
+    images = rng.uniform(0, 255, size=(48, 32, 32, 3)).astype("float32")
+    images[labels == 1, :, :, 0] = 255.0
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(16)
+    return dataset, np.bincount(labels, minlength=3)
+
+
+class RecordKernel(keras.callbacks.Callback):
+    """The head's kernel after every optimizer step, and before the first."""
+
+    def on_train_begin(self, logs=None):
+        self.kernels = [self.model.get_layer("logits").kernel.numpy()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.kernels.append(self.model.get_layer("logits").kernel.numpy())
+
+
+@pytest.mark.filterwarnings("ignore:fit_temperature")  # random toy images: T is huge
+def test_weight_averaging_keeps_the_moving_average_of_every_step(data):
+    dataset, counts = data
+    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    record = RecordKernel()
+    fit_calibrated(model, dataset, dataset, counts, head_epochs=0, fine_tune_epochs=2,
+                   fine_tune_ema_momentum=0.8, early_stopping_patience=None,
+                   fine_tune_learning_rate=1e-2, callbacks=[record], verbose=0)
+    assert len(record.kernels) == 1 + 2 * 3  # 2 epochs of 3 batches
+    average = record.kernels[1]  # Keras starts the average at the first step's weights
+    for kernel in record.kernels[2:]:  # Polyak averaging, written out
+        average = 0.8 * average + 0.2 * kernel
+    final = model.get_layer("logits").kernel.numpy()
+    np.testing.assert_allclose(final, average, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(final, record.kernels[-1], atol=1e-6)
+
+
+class RecordEpochs(keras.callbacks.Callback):
+    """The validation loss and the head's kernel at the end of every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.val_losses, self.kernels = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.val_losses.append(logs["val_loss"])
+        self.kernels.append(self.model.get_layer("logits").kernel.numpy())
+
+
+@pytest.mark.filterwarnings("ignore:fit_temperature")
+def test_early_stopping_judges_and_restores_the_averaged_weights(data):
+    dataset, counts = data
+    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    record, kernels = RecordEpochs(), RecordKernel()
+    fit_calibrated(model, dataset, dataset, counts, head_epochs=0, fine_tune_epochs=4,
+                   fine_tune_ema_momentum=0.5, early_stopping_patience=1,
+                   fine_tune_learning_rate=3e-2, callbacks=[record, kernels], verbose=0)
+    # At the end of every epoch the model holds the average of the steps so far.
+    average = kernels.kernels[1]
+    for step, kernel in enumerate(kernels.kernels[2:], start=2):
+        average = 0.5 * average + 0.5 * kernel
+        if step % 3 == 0:
+            np.testing.assert_allclose(record.kernels[step // 3 - 1], average, rtol=1e-4,
+                                       atol=1e-6)
+    best = int(np.argmin(record.val_losses))
+    np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), record.kernels[best])
+
+
+def test_cosine_schedule_decays_to_zero_over_the_epochs(data):
+    dataset, counts = data
+    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    fine_tune(model, dataset, counts, 2, schedule="cosine", learning_rate=1e-3, verbose=0)
+    assert int(model.optimizer.iterations) == 6
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)
+    schedule = model.optimizer._learning_rate
+    assert float(schedule(3)) == pytest.approx(0.5e-3, rel=1e-6)  # half way: half the rate
+
+
+def test_cosine_schedule_needs_the_epoch_length(data):
+    dataset, counts = data
+    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    with pytest.raises(ValueError, match=r"pass `steps_per_epoch`"):
+        fine_tune(model, dataset.repeat(), counts, 1, schedule="cosine", verbose=0)
+    fine_tune(model, dataset.repeat(), counts, 1, schedule="cosine", steps_per_epoch=2,
+              verbose=0)
+    assert int(model.optimizer.iterations) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"fine_tune_schedule": "linear"},
+         r"`fine_tune_schedule` must be one of 'constant', 'cosine'; got 'linear'"),
+        ({"fine_tune_ema_momentum": 1.0},
+         r"`fine_tune_ema_momentum` must be None or a number in \(0, 1\), such as 0.99; "
+         r"got 1.0"),
+        ({"fine_tune_ema_momentum": True}, r"`fine_tune_ema_momentum` must be None"),
+    ],
+)
+def test_bad_options_fail_before_any_training(data, kwargs, message):
+    dataset, counts = data
+    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    kernel = model.get_layer("logits").kernel.numpy()
+    with pytest.raises(ValueError, match=message):
+        fit_calibrated(model, dataset, dataset, counts, head_epochs=1, verbose=0, **kwargs)
+    np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), kernel)
