@@ -1,5 +1,7 @@
 """Training-time augmentation built from Keras preprocessing layers."""
 
+import numbers
+
 import keras
 
 
@@ -49,7 +51,7 @@ def build_augmentation(seed=None, name="augmentation", zoom=0.0):
     (2, 32, 32, 3)
     """
 
-    if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 0 <= zoom < 1:
+    if isinstance(zoom, bool) or not isinstance(zoom, numbers.Real) or not 0 <= zoom < 1:
         raise ValueError(f"`zoom` must be a number in [0, 1), such as 0.4; got {zoom!r}")
 
     def layer_seed(offset):

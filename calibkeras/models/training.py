@@ -4,6 +4,8 @@ These are the steps ``calibkeras train`` runs; each is a public function so the 
 recipe can be run, or changed, from Python.
 """
 
+import numbers
+
 import keras
 import numpy as np
 
@@ -164,7 +166,7 @@ def _check_fine_tune_options(schedule, ema_momentum, prefix=""):
     check_choice(schedule, f"{prefix}schedule", SCHEDULES)
     if ema_momentum is not None and (
         isinstance(ema_momentum, bool)
-        or not isinstance(ema_momentum, (int, float))
+        or not isinstance(ema_momentum, numbers.Real)
         or not 0 < ema_momentum < 1
     ):
         raise ValueError(

@@ -41,7 +41,7 @@ def test_zoom_enlarges_the_content():
     assert zoomed.min() >= 0.0 and zoomed.max() <= 255.0
 
 
-@pytest.mark.parametrize("zoom", [-0.1, 1.0, "0.4", True])
+@pytest.mark.parametrize("zoom", [-0.1, 1.0, float("nan"), "0.4", True])
 def test_bad_zoom(zoom):
     with pytest.raises(ValueError, match=r"`zoom` must be a number in \[0, 1\), such as 0.4"):
         build_augmentation(zoom=zoom)
