@@ -34,6 +34,7 @@ from calibkeras.calibration import calibration_errors, calibration_test, fit_tem
 from calibkeras.data import build_augmentation
 from calibkeras.datasets import load_food10
 from calibkeras.models import build_classifier, fit_calibrated, logits_model
+from calibkeras.models.training import SCHEDULES
 from calibkeras.priors import prior_from_counts
 
 
@@ -46,7 +47,7 @@ def main():
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--zoom", type=float, default=0.0,
                         help="build_augmentation(zoom=...) for training (default 0: none)")
-    parser.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+    parser.add_argument("--schedule", choices=SCHEDULES, default="constant",
                         help="fine-tuning learning-rate schedule")
     parser.add_argument("--ema-momentum", type=float, default=None,
                         help="fine-tune with weight averaging at this momentum")
