@@ -17,6 +17,11 @@ from pathlib import Path
 EXIT_DATA = 1
 EXIT_USAGE = 2
 PRIOR_CHOICES = "model, train, uniform, estimate or a JSON file"
+_OVERWRITE_MODEL_HELP = (
+    "replace an existing --output folder, but only a model folder that calibkeras wrote "
+    "(one with calibration.json; any other folder is refused before training); the old "
+    "folder stays until the new one is in place"
+)
 
 #: Settings of ``calibkeras demo`` (full) and ``calibkeras demo --quick``.
 DEMO_SETTINGS = {
@@ -108,7 +113,9 @@ def build_parser():
     evaluate.add_argument("--predictions", metavar="FILE.csv",
                           help="write one row per image: path, label, prediction, probabilities")
     evaluate.add_argument("--overwrite", action="store_true",
-                          help="replace an existing --report folder")
+                          help="replace existing --json and --predictions files and a "
+                               "--report folder that calibkeras wrote (one with "
+                               "report.html and summary.json; any other folder is refused)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(handler=_evaluate_command)
 
@@ -131,7 +138,10 @@ def build_parser():
                         help="numeric version folder (default 1)")
     export.add_argument("--costs", metavar="FILE.json", help="cost matrix for `decide`")
     _add_prior_flag(export)
-    export.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing EXPORT_DIR/<version> that is a SavedModel "
+                             "(holds saved_model.pb; any other folder is refused); the old "
+                             "version stays until the new one is in place")
     export.set_defaults(handler=_export_command)
 
     demo = commands.add_parser("demo", help="the whole job on the bundled food10 data")
@@ -140,7 +150,7 @@ def build_parser():
     demo.add_argument("--quick", action="store_true",
                       help=f"smaller and shorter ({DEMO_SETTINGS['quick']}), under 3 minutes")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    demo.add_argument("--overwrite", action="store_true", help=_OVERWRITE_MODEL_HELP)
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo_command)
     return parser
@@ -177,7 +187,7 @@ def _add_training_flags(parser):
     parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
                         default="default",
                         help="tf.distribute strategy (multi_worker reads TF_CONFIG)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    parser.add_argument("--overwrite", action="store_true", help=_OVERWRITE_MODEL_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -335,7 +345,7 @@ def train_model(args, evaluation=None):
     strategy = make_strategy(args.strategy)
     chief = args.strategy != "multi_worker" or is_chief(validate_tf_config())
     if chief:
-        check_output_dir(args.output, args.overwrite, argument="--output")
+        check_output_dir(args.output, args.overwrite, argument="--output", layout="model")
         output = Path(args.output)
     else:  # other workers train in step with the chief but write to a scratch folder
         output = Path(tempfile.mkdtemp(prefix="calibkeras-worker-")) / "run"
@@ -398,7 +408,8 @@ def _train_and_write(args, strategy, output, evaluation):
         "validation_images": val.num_examples,
         "training_seconds": round(training_seconds, 1),
     })
-    with staged_directory(output, args.overwrite, argument="--output") as staging:
+    with staged_directory(output, args.overwrite, argument="--output",
+                          layout="model") as staging:
         model.save(staging / MODEL_FILE)
         write_json(staging / CALIBRATION_FILE, record)
         _say(args, "exporting the SavedModel and checking it with TF Serving's loader ...")
@@ -447,9 +458,16 @@ def _train_command(args):
 def _evaluate_command(args):
     import numpy as np
 
+    from calibkeras._staging import check_output_dir, check_output_file
     from calibkeras.model_directory import load_model_directory, write_json
     from calibkeras.reports import format_summary_table
 
+    # Every output is checked before any scoring: one rule, refused without --overwrite.
+    for flag, path in (("--json", args.json), ("--predictions", args.predictions)):
+        if path is not None:
+            check_output_file(path, args.overwrite, argument=flag)
+    if args.report is not None:
+        check_output_dir(args.report, args.overwrite, argument="--report", layout="report")
     model, record = load_model_directory(args.model)
     data = _load_labelled_csv(args, record, args.csv)
     summary, probs, labels = _write_evaluation(
@@ -528,9 +546,12 @@ def _predict_command(args):
 
 
 def _export_command(args):
+    from calibkeras._staging import check_output_dir
     from calibkeras.export import export_saved_model, verify_saved_model
     from calibkeras.model_directory import load_model_directory
 
+    check_output_dir(Path(args.output) / str(args.export_version), args.overwrite,
+                     argument="--output/--version", layout="saved_model")
     model, record = load_model_directory(args.model)
     prior, prior_name = _resolve_prior(args.prior, model, record)
     cost_matrix, abstain_cost, action_names = _read_costs(args.costs)

@@ -385,7 +385,9 @@ def replica_bounds(size, num_replicas):
     """Contiguous ``(start, stop)`` pieces of a batch of ``size``, one per replica.
 
     The sizes differ by at most one, the larger first (as ``numpy.array_split``);
-    pieces may be empty when ``size < num_replicas``.
+    pieces may be empty when ``size < num_replicas``: callers that run a network or
+    a metric on the pieces pad such a batch first (:func:`pad_rows`,
+    :func:`pad_weighted_rows`).
     """
     quotient, remainder = divmod(int(size), int(num_replicas))
     stops = np.cumsum([quotient + (r < remainder) for r in range(num_replicas)])
@@ -436,6 +438,60 @@ def gather_from_replicas(strategy, value):
     return tf.nest.map_structure(gather, value)
 
 
+def pad_rows(value, num_rows):
+    """Pads a batch (an array, tensor or nest of them) to ``num_rows`` rows.
+
+    The last row is repeated (zeros for an empty batch), so every padded row is a valid
+    input; a batch with at least ``num_rows`` rows is returned unchanged. Used to keep
+    empty batches away from the network: oneDNN, TensorFlow's CPU path, rejects
+    zero-row inputs to some kernels on AVX-512 CPUs ("Matrix size-incompatible: In[0]:
+    [0,3] ..."), and a replica gets an empty piece whenever a batch has fewer rows than
+    there are replicas.
+
+    Returns:
+        The padded value (tensors), same structure.
+    """
+
+    def pad(item):
+        item = tf.convert_to_tensor(item)
+        missing = num_rows - int(item.shape[0])
+        if missing <= 0:
+            return item
+        if item.shape[0] == 0:
+            filler = tf.zeros([missing, *item.shape[1:]], item.dtype)
+        else:
+            filler = tf.repeat(item[-1:], missing, axis=0)
+        return tf.concat([item, filler], axis=0)
+
+    return tf.nest.map_structure(pad, value)
+
+
+def pad_weighted_rows(num_rows, y_true, y_pred, sample_weight=None):
+    """Pads ``(y_true, y_pred, sample_weight)`` to ``num_rows`` rows of weight zero.
+
+    For metric updates split across replicas (:func:`split_across_replicas`): no
+    replica gets an empty piece (see :func:`pad_rows`), and the padded rows, with
+    weight 0, change no weighted sum. A batch with at least ``num_rows`` rows is
+    returned unchanged.
+
+    Returns:
+        ``(y_true, y_pred)`` when nothing was padded and ``sample_weight`` is None,
+        else ``(y_true, y_pred, sample_weight)``.
+    """
+    size = int(tf.nest.flatten(y_pred)[0].shape[0])
+    if size >= num_rows:
+        return (y_true, y_pred) if sample_weight is None else (y_true, y_pred, sample_weight)
+    if sample_weight is None:
+        sample_weight = tf.ones([size], tf.float32)
+    sample_weight = tf.convert_to_tensor(sample_weight)
+    sample_weight = tf.concat(
+        [sample_weight, tf.zeros([num_rows - size, *sample_weight.shape[1:]],
+                                 sample_weight.dtype)],
+        axis=0,
+    )
+    return pad_rows(y_true, num_rows), pad_rows(y_pred, num_rows), sample_weight
+
+
 def batch_predictor(model):
     """A function ``predict(x) -> outputs`` running ``model`` on one batch, in inference
     mode, correctly under the model's strategy.
@@ -446,6 +502,11 @@ def batch_predictor(model):
     it instead of ``model.predict_on_batch``, which under a strategy with several
     replicas runs the whole batch on every replica and returns it several times.
 
+    The network never runs on an empty batch or piece: a batch with fewer rows than
+    replicas (or none) is padded with copies of its last row (:func:`pad_rows`) and
+    the outputs are cut back to the batch's size, so an empty batch gives empty
+    outputs of the right shape.
+
     Args:
         model: a Keras model (built in the strategy's scope if it has one).
 
@@ -454,17 +515,23 @@ def batch_predictor(model):
         outputs (same structure as the model's outputs).
     """
     strategy = model.distribute_strategy
-    if strategy.num_replicas_in_sync == 1:
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
         # One replica: Keras' own predict_on_batch is exact (what runs on one device).
-        return lambda x: tf.nest.map_structure(np.asarray, model.predict_on_batch(x))
+        run = model.predict_on_batch
+    else:
 
-    @tf.function(reduce_retracing=True)
-    def run(pieces):
-        outputs = strategy.run(lambda x: model(x, training=False), args=(pieces,))
-        return gather_from_replicas(strategy, outputs)
+        @tf.function(reduce_retracing=True)
+        def run_on_replicas(pieces):
+            outputs = strategy.run(lambda x: model(x, training=False), args=(pieces,))
+            return gather_from_replicas(strategy, outputs)
+
+        def run(x):
+            return run_on_replicas(split_across_replicas(strategy, x))
 
     def predict(x):
-        outputs = run(split_across_replicas(strategy, x))
-        return tf.nest.map_structure(lambda t: t.numpy(), outputs)
+        size = int(tf.nest.flatten(x)[0].shape[0])
+        outputs = run(pad_rows(x, max(size, replicas)))
+        return tf.nest.map_structure(lambda t: np.asarray(t)[:size], outputs)
 
     return predict

@@ -126,7 +126,9 @@ def brier_score(y_true, y_pred, from_logits=False):
     probs = to_probabilities(y_pred, from_logits)
     y_true = ops.convert_to_tensor(y_true)
     if not _is_one_hot(y_true, probs):  # sum_k p_k^2 - 2 p_y + 1, without a one-hot matrix
-        squares = ops.einsum("...k,...k->...", probs, probs)  # no (N, K) temporary
+        # Elementwise, not einsum: oneDNN's einsum/matmul kernels refuse the empty
+        # batches that tf.distribute hands to replicas on AVX-512 CPUs.
+        squares = ops.sum(ops.square(probs), axis=-1)
         score = squares - 2 * label_values(y_true, probs) + 1
         return ops.maximum(score, ops.zeros_like(score))
     one_hot = labels_to_one_hot(y_true, probs)
@@ -171,7 +173,9 @@ def top_label_outcomes(y_true, probs):
     probs = ops.convert_to_tensor(probs)
     predicted = ops.cast(ops.argmax(probs, axis=-1), "int32")
     correct = ops.cast(ops.equal(predicted, labels_to_ids(y_true, probs)), probs.dtype)
-    confidence = ops.max(probs, axis=-1)
+    # `initial` (probabilities are >= 0) lets an empty batch through eagerly too, where
+    # ops.max refuses an empty tensor.
+    confidence = ops.max(probs, axis=-1, initial=0.0)
     return ops.expand_dims(confidence, -1), ops.expand_dims(correct, -1)
 
 

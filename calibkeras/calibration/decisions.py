@@ -120,7 +120,9 @@ def action_expected_costs(probs, cost_matrix, abstain_cost=None):
     """Expected cost of every action: ``probs @ C.T``, plus an abstain column.
 
     The one definition shared by the layer, the export and the NumPy functions. No
-    argument checks (it runs inside models and SavedModels); the callers check.
+    argument checks (it runs inside models and SavedModels); the callers check. An
+    empty batch gives an empty result without a matrix product (oneDNN refuses one on
+    some CPUs).
 
     Args:
         probs: ``(..., K)`` probabilities (array or tensor).
@@ -134,7 +136,15 @@ def action_expected_costs(probs, cost_matrix, abstain_cost=None):
         dtype of ``probs``.
     """
     probs = ops.convert_to_tensor(probs)
-    costs = ops.matmul(probs, ops.transpose(_cast(cost_matrix, probs.dtype)))
+    transposed = ops.transpose(_cast(cost_matrix, probs.dtype))
+    # oneDNN (TensorFlow's CPU path) rejects a transposed matmul of zero rows on AVX-512
+    # CPUs, and tf.distribute hands empty batches to replicas: the empty case is the
+    # same product written as a broadcast, which every kernel takes.
+    costs = ops.cond(
+        ops.size(probs) > 0,
+        lambda: ops.matmul(probs, transposed),
+        lambda: ops.sum(ops.expand_dims(probs, -1) * transposed, axis=-2),
+    )
     if abstain_cost is not None:
         abstain = ops.ones_like(costs[..., :1]) * _cast(abstain_cost, probs.dtype)
         costs = ops.concatenate([costs, abstain], axis=-1)

@@ -114,7 +114,11 @@ class CalibrationMonitor(keras.callbacks.Callback):
         replica runs the model on its piece and updates the metrics with it (their
         state is summed across replicas when read), and the outputs are gathered back
         in order (:func:`calibkeras.distribute.batch_predictor`)."""
-        from calibkeras.distribute import batch_predictor, split_across_replicas
+        from calibkeras.distribute import (
+            batch_predictor,
+            pad_weighted_rows,
+            split_across_replicas,
+        )
 
         strategy = self.model.distribute_strategy
         if self._predictor is None or self._predictor[0] is not self.model:
@@ -131,7 +135,11 @@ class CalibrationMonitor(keras.callbacks.Callback):
                 for metric in self._metrics.values():
                     metric.reset_state()
                 first = False
-            arguments = (y, outputs) if sample_weight is None else (y, outputs, sample_weight)
+            # A batch smaller than the number of replicas is padded with rows of weight
+            # zero: no replica gets an empty piece.
+            arguments = pad_weighted_rows(
+                strategy.num_replicas_in_sync, y, outputs, sample_weight
+            )
             self._update_metrics(
                 tuple(split_across_replicas(strategy, value) for value in arguments)
             )

@@ -12,6 +12,8 @@ import numbers
 
 import tensorflow as tf
 
+from calibkeras._checks import check_positive_int
+
 RESIZE_METHOD = "bilinear"
 """Interpolation used by `decode_image` (no antialiasing, like Keras' own loaders)."""
 
@@ -108,20 +110,191 @@ def decode_image(image_bytes, image_size):
     return image
 
 
-def decode_images(image_bytes_batch, image_size):
+#: The largest image, in pixels (height x width, each frame of an animated GIF), that
+#: the image-bytes serving signature decodes by default: 50 megapixels (an 8660 x 5773
+#: photo). Decoding takes 3 bytes a pixel before the resize.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+
+#: Formats whose declared size :func:`declared_image_shape` reads from the header.
+HEADER_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+
+#: Markers a JPEG may hold before its frame header: at most this many are walked.
+_MAX_JPEG_SEGMENTS = 10_000
+_HEADER_PADDING = 32  # zero bytes appended so fixed-offset header reads stay in range
+
+# Status codes of declared_image_shape, and the message of each (after "image_bytes[i] ").
+_OK, _EMPTY, _UNKNOWN, _TRUNCATED, _ZERO = 0, 1, 2, 3, 4
+_STATUS_MESSAGES = (
+    "",
+    "is empty (0 bytes)",
+    "is not a JPEG, PNG, GIF, BMP or WebP file (unknown format)",
+    "could not be decoded: its header is truncated or corrupt",
+    "could not be decoded: its header declares a size of 0 pixels",
+)
+
+
+def _unsigned(data, offset, length, big_endian):
+    """The unsigned integer in bytes ``offset .. offset + length`` of ``data`` (int64)."""
+    values = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, length), tf.uint8),
+                     tf.int64)
+    weights = tf.bitwise.left_shift(tf.constant(1, tf.int64), 8 * tf.range(length, dtype=tf.int64))
+    if big_endian:
+        weights = tf.reverse(weights, [0])
+    return tf.reduce_sum(values * weights)
+
+
+def _jpeg_shape(data, size):
+    """``(height, width, found)`` from the first frame header (SOFn) of a JPEG."""
+
+    def byte(offset):
+        return _unsigned(data, offset, 1, big_endian=True)
+
+    def keep_going(offset, height, width, done):
+        return tf.logical_and(tf.logical_not(done), offset + 9 <= size)
+
+    def step(offset, height, width, done):
+        marker = byte(offset + 1)
+        is_marker = tf.equal(byte(offset), 0xFF)
+        fill = tf.logical_and(is_marker, tf.equal(marker, 0xFF))
+        standalone = tf.logical_and(
+            is_marker,
+            tf.logical_or(tf.equal(marker, 0x01), tf.logical_and(marker >= 0xD0, marker <= 0xD7)),
+        )
+        frame = tf.logical_and(
+            is_marker,
+            tf.logical_and(
+                tf.logical_and(marker >= 0xC0, marker <= 0xCF),
+                tf.logical_not(tf.reduce_any(tf.equal(marker, [0xC4, 0xC8, 0xCC]))),
+            ),
+        )
+        length = _unsigned(data, offset + 2, 2, big_endian=True)
+        height = tf.where(frame, _unsigned(data, offset + 5, 2, big_endian=True), height)
+        width = tf.where(frame, _unsigned(data, offset + 7, 2, big_endian=True), width)
+        # No frame header before the scan data or the end of the image: give up.
+        lost = tf.logical_or(
+            tf.logical_not(is_marker), tf.reduce_any(tf.equal(marker, [0xD9, 0xDA]))
+        )
+        skip = tf.where(fill, tf.constant(1, tf.int64),
+                        tf.where(standalone, tf.constant(2, tf.int64), 2 + length))
+        done = tf.logical_or(frame, lost)
+        return offset + skip, height, width, done
+
+    minus_one = tf.constant(-1, tf.int64)
+    _, height, width, _ = tf.while_loop(
+        keep_going,
+        step,
+        (tf.constant(2, tf.int64), minus_one, minus_one, tf.constant(False)),
+        maximum_iterations=_MAX_JPEG_SEGMENTS,
+    )
+    return height, width
+
+
+def declared_image_shape(image_bytes):
+    """Reads the pixel size an encoded image declares, without decoding it.
+
+    JPEG (the first frame header), PNG (IHDR), GIF (the logical screen, which is what
+    TensorFlow allocates for every frame), BMP and WebP (VP8, VP8L and VP8X) headers
+    are read; other formats are reported as unknown. Graph-safe, constant time but for
+    JPEG (at most 10,000 markers walked).
+
+    Args:
+        image_bytes: scalar `tf.string` tensor, the content of one image file.
+
+    Returns:
+        `(status, height, width)` int64 scalars: status 0 when the size was read,
+        else 1 (empty), 2 (unknown format), 3 (header truncated or corrupt) or
+        4 (a size of 0).
+
+    Example:
+    >>> data = tf.io.encode_png(tf.zeros([4, 6, 3], tf.uint8))
+    >>> [int(v) for v in declared_image_shape(data)]
+    [0, 4, 6]
+    """
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    size = tf.cast(tf.strings.length(image_bytes), tf.int64)
+    data = tf.strings.join([image_bytes, tf.constant(b"\0" * _HEADER_PADDING)])
+    head = tf.strings.substr(data, 0, 16)
+
+    def starts(prefix):
+        return tf.equal(tf.strings.substr(head, 0, len(prefix)), prefix)
+
+    def fixed(height, width, header_bytes):
+        return height, width, size >= header_bytes
+
+    def webp():
+        chunk = tf.strings.substr(head, 12, 4)
+        lossy = (_unsigned(data, 28, 2, False) % 16384, _unsigned(data, 26, 2, False) % 16384)
+        bits = _unsigned(data, 21, 4, False)
+        lossless = (tf.bitwise.right_shift(bits, 14) % 16384 + 1, bits % 16384 + 1)
+        extended = (_unsigned(data, 27, 3, False) + 1, _unsigned(data, 24, 3, False) + 1)
+        height = tf.where(tf.equal(chunk, "VP8 "), lossy[0],
+                          tf.where(tf.equal(chunk, "VP8L"), lossless[0], extended[0]))
+        width = tf.where(tf.equal(chunk, "VP8 "), lossy[1],
+                         tf.where(tf.equal(chunk, "VP8L"), lossless[1], extended[1]))
+        known = tf.reduce_any(tf.equal(chunk, ["VP8 ", "VP8L", "VP8X"]))
+        return height, width, tf.logical_and(known, size >= 30)
+
+    def jpeg():
+        height, width = _jpeg_shape(data, size + _HEADER_PADDING)
+        return height, width, height >= 0
+
+    def bmp():
+        height = _unsigned(data, 22, 4, False)
+        height = tf.where(height >= 2**31, 2**32 - height, height)  # top-down rows
+        return height, _unsigned(data, 18, 4, False), size >= 26
+
+    branches = [
+        (starts(b"\xff\xd8\xff"), jpeg),
+        (starts(b"\x89PNG\r\n\x1a\n"),
+         lambda: fixed(_unsigned(data, 20, 4, True), _unsigned(data, 16, 4, True), 24)),
+        (tf.logical_or(starts(b"GIF87a"), starts(b"GIF89a")),
+         lambda: fixed(_unsigned(data, 8, 2, False), _unsigned(data, 6, 2, False), 10)),
+        (starts(b"BM"), bmp),
+        (tf.logical_and(starts(b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), "WEBP")), webp),
+    ]
+    minus_one = tf.constant(-1, tf.int64)
+    height, width, readable = tf.case(
+        branches, default=lambda: (minus_one, minus_one, tf.constant(False)), exclusive=False
+    )
+    known = tf.reduce_any(tf.stack([condition for condition, _ in branches]))
+    status = tf.where(
+        tf.equal(size, 0), _EMPTY,
+        tf.where(tf.logical_not(known), _UNKNOWN,
+                 tf.where(tf.logical_not(readable), _TRUNCATED,
+                          tf.where(tf.equal(height * width, 0), _ZERO, _OK))),
+    )
+    return tf.cast(status, tf.int64), height, width
+
+
+def _element_message(index, text):
+    return tf.strings.join(["image_bytes[", tf.strings.as_string(index), "] ", text])
+
+
+def decode_images(image_bytes_batch, image_size, max_pixels=None):
     """Decodes a batch of encoded images with `decode_image` (the serving path).
+
+    Every element is checked before anything is decoded: it must be a JPEG, PNG,
+    GIF, BMP or WebP file whose header declares at most ``max_pixels`` pixels
+    (:func:`declared_image_shape`), so an image that would decode to gigabytes is
+    refused in milliseconds. A bad element fails the whole batch with an
+    ``InvalidArgumentError`` that names it: "image_bytes[2] could not be decoded:
+    ...". An empty batch gives an empty result.
 
     Args:
         image_bytes_batch: `tf.string` tensor of shape `[B]`, each element the
             content of one image file (raw bytes, not base64).
         image_size: `(height, width)`, positive ints.
+        max_pixels: the largest declared height x width accepted; None (default)
+            for no limit (then formats without a readable header, e.g. JPEG XL,
+            still decode).
 
     Returns:
         float32 tensor of shape `[B, height, width, 3]`, values in [0, 255].
 
     Raises:
-        tf.errors.InvalidArgumentError: if any element does not decode.
-        ValueError: if `image_size` is not a pair of positive integers.
+        tf.errors.InvalidArgumentError: if any element is refused or does not decode.
+        ValueError: if `image_size` is not a pair of positive integers or
+            `max_pixels` is not a positive integer.
 
     Example:
     >>> data = tf.io.encode_png(tf.zeros([4, 6, 3], tf.uint8))
@@ -129,11 +302,70 @@ def decode_images(image_bytes_batch, image_size):
     TensorShape([2, 2, 3, 3])
     """
     height, width = check_image_size(image_size)
-    return tf.map_fn(
-        lambda image_bytes: decode_image(image_bytes, (height, width)),
-        image_bytes_batch,
-        fn_output_signature=tf.TensorSpec((height, width, 3), tf.float32),
+    if max_pixels is not None:
+        max_pixels = check_positive_int(max_pixels, "max_pixels")
+    image_bytes_batch = tf.convert_to_tensor(image_bytes_batch, tf.string)
+    count = tf.shape(image_bytes_batch, out_type=tf.int64)[0]
+    indices = tf.range(count, dtype=tf.int64)
+    checks = []
+    if max_pixels is not None:
+        status, heights, widths = tf.map_fn(
+            declared_image_shape, image_bytes_batch,
+            fn_output_signature=(tf.int64, tf.int64, tf.int64),
+        )
+        too_large = tf.logical_and(tf.equal(status, _OK), heights * widths > max_pixels)
+        status = tf.where(too_large, tf.constant(-1, tf.int64), status)
+        # The first refused element (index `count`, a padding entry, when none is).
+        status, heights, widths = (
+            tf.concat([values, tf.zeros([1], tf.int64)], 0) for values in (status, heights, widths)
+        )
+        first = tf.argmax(tf.cast(tf.not_equal(status, _OK), tf.int32), output_type=tf.int64)
+        code = status[first]
+        heights, widths = heights[first], widths[first]
+        text = tf.where(
+            tf.equal(code, -1),
+            tf.strings.join([
+                "is too large: it declares ",
+                tf.strings.as_string(heights), " x ", tf.strings.as_string(widths),
+                f" pixels, more than the limit of {max_pixels}",
+            ]),
+            tf.gather(_STATUS_MESSAGES, tf.maximum(code, 0)),
+        )
+        checks.append(tf.debugging.Assert(tf.equal(code, 0), [_element_message(first, text)]))
+
+    def decode(index, image_bytes):
+        return index, decode_image(image_bytes, (height, width))
+
+    # Through tf.data, so that an element whose data do not decode can be named (the
+    # decoder's own error cannot say which element it was): failed elements are
+    # dropped, and the first index missing from the result is the bad one. A sentinel
+    # row keeps the one batch non-empty whatever fails.
+    sentinel = tf.data.Dataset.from_tensors(
+        (tf.constant(-1, tf.int64), tf.zeros([height, width, 3], tf.float32))
     )
+    with tf.control_dependencies(checks):
+        indices = tf.identity(indices)
+    decoded_indices, images = (
+        tf.data.Dataset.from_tensor_slices((indices, image_bytes_batch))
+        .map(decode)
+        .ignore_errors()
+        .concatenate(sentinel)
+        .batch(count + 1)
+        .get_single_element()
+    )
+    decoded_indices, images = decoded_indices[:-1], images[:-1]
+    present = tf.math.unsorted_segment_sum(
+        tf.ones_like(decoded_indices, tf.int32), decoded_indices, count
+    )
+    bad = tf.argmin(tf.concat([present, [0]], 0), output_type=tf.int64)  # the first missing
+    ok = tf.equal(tf.shape(decoded_indices, out_type=tf.int64)[0], count)
+    check = tf.debugging.Assert(
+        ok, [_element_message(bad, "could not be decoded: its data are truncated or corrupt")]
+    )
+    with tf.control_dependencies([check]):
+        images = tf.identity(images)
+    images.set_shape((None, height, width, 3))
+    return images
 
 
 def load_image(path, image_size):

@@ -16,7 +16,7 @@ from calibkeras.calibration.decisions import (
     check_cost_matrix,
 )
 from calibkeras.calibration.prior import PriorEstimate
-from calibkeras.data.preprocessing import decode_images
+from calibkeras.data.preprocessing import DEFAULT_MAX_IMAGE_PIXELS, decode_images
 from calibkeras.export.classifier_parts import split_classifier
 from calibkeras.layers.cost_sensitive_decision import CostSensitiveDecision
 from calibkeras.layers.prior_shift import PriorShift
@@ -34,6 +34,7 @@ METADATA_COLLECTIONS = (
     "cost_matrix",
     "abstain_cost",
     "action_names",
+    "max_image_pixels",
 )
 
 
@@ -83,9 +84,10 @@ def _checked(tensor, name, rank, fixed_dims, problems):
 
 
 def _checked_images(images, image_size):
+    """Checks shape and values of an ``images`` request: finite pixels in 0..255."""
     height, width = image_size
     expected = f"[batch, {height}, {width}, 3] (float32 RGB pixels in 0..255)"
-    return _checked(
+    images = _checked(
         images,
         "images",
         4,
@@ -99,6 +101,20 @@ def _checked_images(images, image_size):
             3: f"must have 3 channels (RGB) in its last axis, shape {expected}",
         },
     )
+    shape = tf.shape(images, out_type=tf.int64)
+    finite = tf.math.is_finite(images)
+    checks = [
+        _assert(tf.reduce_all(finite), "`images` must be finite (no NaN or inf pixels)", shape),
+        _assert(
+            tf.reduce_all(tf.logical_or(tf.logical_and(images >= 0, images <= 255),
+                                        tf.logical_not(finite))),
+            "`images` must hold RGB pixels in 0..255 (not scaled to 0..1 or -1..1: the model "
+            "rescales them itself)",
+            shape,
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
 
 
 def _checked_image_bytes(image_bytes):
@@ -176,6 +192,7 @@ def export_saved_model(
     abstain_cost=None,
     prior=None,
     action_names=None,
+    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
     overwrite=False,
     verbose=False,
 ):
@@ -205,6 +222,14 @@ def export_saved_model(
       without re-exporting. To abstain, add a row whose entries all equal the abstain
       cost. ``log_prior`` may be unnormalised (a constant shift changes nothing).
 
+    Requests are refused (``InvalidArgumentError``) when ``images`` hold NaN,
+    infinite or out-of-range pixels (outside 0..255), and when an element of
+    ``image_bytes`` is empty, of another format, truncated, corrupt, or declares more
+    than ``max_image_pixels`` pixels in its header (read before anything is decoded);
+    the message names the element ("image_bytes[2] could not be decoded: ..."). One
+    bad element fails the whole request, as TF Serving does. An empty batch answers
+    with empty outputs in every signature, without running the network.
+
     Probabilities of the first three signatures are ``softmax(f(x) / T + log(prior))``
     with ``T`` from the model's ``TemperatureScaling`` layer and the deployment prior
     chosen by ``prior``. The class names, image size, temperature, deployment prior,
@@ -233,7 +258,13 @@ def export_saved_model(
         action_names: optional ``A`` names of the actions for ``decision_names``;
             default the class names with the default cost matrix, else ``"0"`` ..
             ``"A-1"``; the abstain action is ``"abstain"``.
-        overwrite: replace an existing ``export_dir/<version>`` (default False: error).
+        max_image_pixels: the largest image, height x width as its header declares
+            it, that ``predict_image_bytes`` decodes (default
+            ``DEFAULT_MAX_IMAGE_PIXELS``, 50 million); stored in the export.
+        overwrite: replace an existing ``export_dir/<version>`` (default False: error);
+            only a SavedModel version folder (one holding ``saved_model.pb``) is replaced,
+            anything else is refused. The old version is served until the new one is in
+            place (see ``calibkeras._staging.staged_directory``).
         verbose: print the endpoints Keras writes (default False).
 
     Returns:
@@ -243,7 +274,8 @@ def export_saved_model(
         ValueError: a model that breaks the contract, a bad ``cost_matrix`` (NaN/inf,
             negative, not ``(A, K)`` with ``K`` classes), ``abstain_cost``, ``prior``,
             ``action_names`` or ``version``.
-        FileExistsError: ``export_dir/<version>`` exists and ``overwrite`` is False.
+        FileExistsError: ``export_dir/<version>`` exists and ``overwrite`` is False, or
+            it is not a SavedModel version folder.
 
     Warns:
         UserWarning: when the temperature is exactly 1.0 (never fitted).
@@ -262,6 +294,7 @@ def export_saved_model(
     class_names = parts.class_names
     num_classes = len(class_names)
     version = check_positive_int(version, "version")
+    max_image_pixels = check_positive_int(max_image_pixels, "max_image_pixels")
     if cost_matrix is None:
         costs = 1.0 - np.eye(num_classes)
         if action_names is None:
@@ -285,9 +318,10 @@ def export_saved_model(
             stacklevel=2,
         )
     final = Path(export_dir) / str(version)
-    check_output_dir(final, overwrite, argument="export_dir/<version>")
-    archive = _build_archive(parts, decision_layer, log_prior)
-    with staged_directory(final, overwrite, argument="export_dir/<version>") as staging:
+    check_output_dir(final, overwrite, argument="export_dir/<version>", layout="saved_model")
+    archive = _build_archive(parts, decision_layer, log_prior, max_image_pixels)
+    with staged_directory(final, overwrite, argument="export_dir/<version>",
+                          layout="saved_model") as staging:
         archive.write_out(os.fspath(staging), verbose=verbose)
     return os.fspath(final)
 
@@ -303,7 +337,7 @@ def class_outputs(probabilities, class_names):
     }
 
 
-def _build_archive(parts, decision_layer, log_prior):
+def _build_archive(parts, decision_layer, log_prior, max_image_pixels):
     """The ExportArchive with the four signatures and the metadata collections."""
     image_size = parts.image_size
     num_classes = len(parts.class_names)
@@ -314,17 +348,26 @@ def _build_archive(parts, decision_layer, log_prior):
                                trainable=False)
     deployment_log_prior = tf.Variable(log_prior, dtype=tf.float32, trainable=False)
     image_size_variable = tf.Variable(list(image_size), dtype=tf.int32, trainable=False)
+    max_pixels_variable = tf.Variable(max_image_pixels, dtype=tf.int64, trainable=False)
 
     def scaled_logits(images):
-        logits = scaled_logits_model(_checked_images(images, image_size), training=False)
-        return tf.cast(logits, tf.float32)
+        images = _checked_images(images, image_size)
+        # The network never runs on an empty batch: oneDNN (TensorFlow's CPU path)
+        # rejects zero-row inputs to some kernels on AVX-512 CPUs.
+        return tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: tf.cast(scaled_logits_model(images, training=False), tf.float32),
+            lambda: tf.zeros([0, num_classes], tf.float32),
+        )
 
     def serving_default(images):
         probabilities = tf.nn.softmax(scaled_logits(images) + deployment_log_prior)
         return class_outputs(probabilities, class_names)
 
     def predict_image_bytes(image_bytes):
-        images = decode_images(_checked_image_bytes(image_bytes), image_size)
+        images = decode_images(
+            _checked_image_bytes(image_bytes), image_size, max_pixels=max_image_pixels
+        )
         return serving_default(images)
 
     def decide(images):
@@ -379,6 +422,7 @@ def _build_archive(parts, decision_layer, log_prior):
         "cost_matrix": [decision_layer.cost_matrix],
         "abstain_cost": abstain,
         "action_names": [action_names],
+        "max_image_pixels": [max_pixels_variable],
     }
     for name in METADATA_COLLECTIONS:
         variables = collections[name]

@@ -32,8 +32,9 @@ def read_export_metadata(export_dir):
         dict with ``class_names`` (list of K str), ``image_size`` ``(H, W)``,
         ``temperature`` (float), ``log_prior`` (float32 ``(K,)``, as exported),
         ``prior`` (float64 ``(K,)``, normalised), ``cost_matrix`` (float32 ``(A, K)``),
-        ``abstain_cost`` (float or None), ``action_names`` (list of A(+1) str) and
-        ``path`` (str, the version folder).
+        ``abstain_cost`` (float or None), ``action_names`` (list of A(+1) str),
+        ``max_image_pixels`` (int; None for exports of calibkeras 0.1, which have no
+        limit) and ``path`` (str, the version folder).
     """
     path = find_version_dir(export_dir)
     loaded = tf.saved_model.load(str(path))
@@ -55,6 +56,9 @@ def read_export_metadata(export_dir):
         "cost_matrix": value("cost_matrix").astype(np.float32),
         "abstain_cost": None if abstain_cost is None else float(abstain_cost),
         "action_names": _strings(value("action_names")),
+        "max_image_pixels": (
+            None if value("max_image_pixels") is None else int(value("max_image_pixels"))
+        ),
     }
 
 

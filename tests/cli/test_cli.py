@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -21,11 +22,11 @@ def calibkeras_command():
     return [str(script)] if script.exists() else [sys.executable, "-m", "calibkeras.cli"]
 
 
-def run(*arguments, check=True):
+def run(*arguments, check=True, umask=-1):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
         [*calibkeras_command(), *map(str, arguments)], capture_output=True, text=True, env=env,
-        timeout=600,
+        timeout=600, umask=umask,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
@@ -49,7 +50,7 @@ def workspace(tmp_path_factory):
     result = run(
         "train", "--train-csv", train_csv, "--val-csv", val_csv, "--image-root", food10_dir(),
         "--image-size", 32, "--epochs", 1, "--fine-tune-epochs", 0, "--batch-size", 8,
-        "--output", output, "--quiet",
+        "--output", output, "--quiet", umask=0o022,
     )
     return {"folder": folder, "test_csv": test_csv, "model": output, "train_log": result}
 
@@ -85,6 +86,18 @@ def test_train_writes_the_model_folder(workspace):
     assert record["preprocessing"]["image_size"] == [32, 32]
     assert_html_with_images(model_dir / "report" / "report.html")
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".run")]
+
+
+def test_train_output_is_readable_by_other_users(workspace):
+    # Trained under umask 022: what a plain mkdir/open gives, 0755 folders and 0644 files
+    # (TF Serving often runs as another user), not tempfile.mkdtemp's 0700.
+    model_dir = workspace["model"]
+    paths = [model_dir, *model_dir.rglob("*")]
+    assert model_dir / "saved_model" / "1" / "saved_model.pb" in paths
+    for path in paths:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        wanted = 0o755 if path.is_dir() else 0o644
+        assert mode & 0o777 == wanted, f"{path}: {oct(mode)}"
 
 
 def test_evaluate_writes_json_report_and_predictions(workspace):
@@ -194,3 +207,42 @@ def test_train_refuses_an_existing_output_before_training(tmp_path):
     assert result.returncode == 1
     assert "already exists and is not empty" in result.stderr and "--overwrite" in result.stderr
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+
+
+def test_train_overwrite_refuses_a_folder_calibkeras_did_not_write(tmp_path):
+    data = tmp_path / "D"
+    data.mkdir()
+    train_csv = slice_csv("val", 2, data / "train.csv")
+    val_csv = slice_csv("val", 1, data / "val.csv")
+    (data / "notes.txt").write_text("my notes")
+    result = run("train", "--train-csv", train_csv, "--val-csv", val_csv, "--image-root",
+                 food10_dir(), "--image-size", 32, "--epochs", 0, "--fine-tune-epochs", 0,
+                 "--weights", "none", "--output", data, "--overwrite", check=False)
+    assert result.returncode == 1
+    ours = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(ours) == 1 and ours[0].startswith("calibkeras train: error: `--output` ")
+    assert f"'{data}' is not a model folder (with calibration.json)" in ours[0]
+    assert "--overwrite" in ours[0] and "Traceback" not in result.stderr
+    assert "training data" not in result.stdout  # refused before loading anything
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt", "train.csv", "val.csv"]
+    assert [p.name for p in tmp_path.iterdir()] == ["D"]
+
+
+def test_evaluate_refuses_existing_json_and_predictions_before_scoring(workspace, tmp_path):
+    scores, predictions = tmp_path / "scores.json", tmp_path / "predictions.csv"
+    scores.write_text("earlier scores")
+    predictions.write_text("earlier predictions")
+    common = ["evaluate", "--model", workspace["model"], "--csv", workspace["test_csv"],
+              "--image-root", food10_dir()]
+    for flag, path in (("--json", scores), ("--predictions", predictions)):
+        result = run(*common, flag, path, check=False)
+        assert result.returncode == 1
+        ours = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert ours == [f"calibkeras evaluate: error: `{flag}` '{path}' already exists; "
+                        "choose another path or pass overwrite=True (--overwrite) to replace it"]
+        assert "scoring" not in result.stdout
+    assert scores.read_text() == "earlier scores"
+    assert predictions.read_text() == "earlier predictions"
+    run(*common, "--json", scores, "--predictions", predictions, "--overwrite", "--quiet")
+    assert "balanced_accuracy" in json.loads(scores.read_text())
+    assert len(pd.read_csv(predictions)) == 20

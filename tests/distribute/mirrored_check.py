@@ -49,6 +49,9 @@ def main(folder, output):
     results["single_other"] = tiny_setup.other_pieces(single, val_data)
     with strategy.scope():
         results["mirrored_other"] = tiny_setup.other_pieces(mirrored, val_data)
+    results["single_small"] = tiny_setup.small_batches(single, val_data)
+    with strategy.scope():
+        results["mirrored_small"] = tiny_setup.small_batches(mirrored, val_data)
     tiny_setup.write_json(output, results)
 
 

@@ -109,3 +109,17 @@ def test_decision_layer_other_losses_and_classwise_ece_match(results):
         assert set(mirrored[name]) == {"loss", "classwise_ece"}
         for key, value in single[name].items():
             assert mirrored[name][key] == pytest.approx(value, abs=SCORE_TOLERANCE), (name, key)
+
+
+def test_batches_smaller_than_the_replicas_never_reach_the_network_empty(results):
+    # batch_predictor ran a model that refuses empty batches (as oneDNN does on AVX-512
+    # CPUs) on batches of 0, 1 and 3 images over 2 replicas.
+    single, mirrored = results["single_small"], results["mirrored_small"]
+    for size in ("0", "1", "3"):
+        assert mirrored["shapes"][size] == single["shapes"][size] == [int(size), 3]
+        np.testing.assert_allclose(mirrored["outputs"][size], single["outputs"][size],
+                                   rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(mirrored["outputs"]["3"][:1], mirrored["outputs"]["1"], atol=1e-6)
+    for section in ("monitor", "weighted"):  # batches of 1: padded with weight-0 rows
+        for key, value in single[section].items():
+            assert mirrored[section][key] == pytest.approx(value, abs=SCORE_TOLERANCE), key

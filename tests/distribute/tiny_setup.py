@@ -191,6 +191,31 @@ def other_pieces(model, val_data):
     return results
 
 
+def small_batches(model, val_data):
+    """Batches smaller than the number of replicas, and an empty one, through
+    batch_predictor (of the model behind a layer that refuses empty batches, as
+    oneDNN does on AVX-512 CPUs) and CalibrationMonitor (batches of 1)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from empty_batch_guard import guarded
+
+    from calibkeras.callbacks import CalibrationMonitor
+    from calibkeras.distribute import batch_predictor
+
+    images, labels, weights = weighted_val_arrays(val_data)
+    predict = batch_predictor(guarded(model))
+    outputs = {str(size): predict(images[:size]) for size in (0, 1, 3)}
+    shapes = {size: list(value.shape) for size, value in outputs.items()}
+    outputs = {size: value.tolist() for size, value in outputs.items()}
+    monitor = CalibrationMonitor((images[:5], labels[:5]), batch_size=1)
+    monitor.set_model(model)
+    weighted = CalibrationMonitor((images[:5], labels[:5], weights[:5]), batch_size=1)
+    weighted.set_model(model)
+    return {"outputs": outputs, "shapes": shapes, "monitor": monitor.compute(),
+            "weighted": weighted.compute()}
+
+
 def weighted_val_arrays(val_data):
     """The validation images and labels as arrays, with fixed sample weights."""
     images = np.concatenate([x.numpy() for x, _ in val_data.dataset])

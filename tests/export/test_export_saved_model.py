@@ -297,7 +297,12 @@ def test_existing_version_needs_overwrite_and_is_replaced_whole(classifier, tmp_
     (version / "old_marker").write_text("previous export")
     with pytest.raises(FileExistsError, match=r"already exists and is not empty; .*overwrite=True"):
         export_saved_model(classifier, tmp_path / "m")
-    assert (version / "old_marker").exists()
+    # Without saved_model.pb it is not a SavedModel version folder: overwrite refuses it.
+    with pytest.raises(FileExistsError, match=r"is not a SavedModel version folder \(with "
+                                              r"saved_model.pb\), so overwrite=True"):
+        export_saved_model(classifier, tmp_path / "m", overwrite=True)
+    assert sorted(os.listdir(version)) == ["old_marker"]
+    (version / "saved_model.pb").write_text("previous export")
     export_saved_model(classifier, tmp_path / "m", overwrite=True)
     assert sorted(os.listdir(version)) == ["assets", "fingerprint.pb", "saved_model.pb",
                                            "variables"]
@@ -318,8 +323,9 @@ def test_a_failed_write_leaves_nothing_half_written(classifier, tmp_path, monkey
     if existing:
         version.mkdir(parents=True)
         (version / "old_marker").write_text("previous export")
+        (version / "saved_model.pb").write_text("previous export")
     with pytest.raises(OSError, match="disk full"):
         export_saved_model(classifier, tmp_path / "m", overwrite=True)
     assert sorted(os.listdir(tmp_path / "m")) == (["1"] if existing else [])
     if existing:
-        assert sorted(os.listdir(version)) == ["old_marker"]
+        assert sorted(os.listdir(version)) == ["old_marker", "saved_model.pb"]

@@ -3,6 +3,9 @@
 import hashlib
 import os
 import shutil
+import stat
+import tempfile
+import warnings
 
 import numpy as np
 import pytest
@@ -102,7 +105,8 @@ def test_converts_once_then_uses_the_cache(tmp_path, monkeypatch, state_dict):
     monkeypatch.setattr(lite0_weights, "read_torch_state_dict", counting_reader)
     path = imagenet_weights_path(include_top=False, cache_dir=tmp_path)
     assert path == str(tmp_path / "efficientnet_lite0_imagenet_57934424_notop.weights.h5")
-    assert os.listdir(tmp_path) == [cached_weights_filename(False)]  # no temp files left
+    assert sorted(os.listdir(tmp_path)) == [  # no temp files left
+        cached_weights_filename(False), cached_weights_filename(False) + ".sha256"]
     assert imagenet_weights_path(include_top=False, cache_dir=tmp_path) == path
     assert len(calls) == 1
     model = EfficientNetLite0(include_top=False, weights=path)
@@ -146,3 +150,83 @@ def test_atomic_save_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         save_weights_atomic(_FailingModel(), str(target))
     assert os.listdir(tmp_path) == []
+
+
+def test_planted_cache_file_is_not_used(tmp_path, monkeypatch, state_dict):
+    """A cache file without its SHA-256 record, or with a wrong one, is converted again."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(lite0_weights, "read_torch_state_dict", lambda path=None: state_dict)
+    random_file = tmp_path / "random.weights.h5"
+    EfficientNetLite0(include_top=False, weights=None).save_weights(str(random_file))
+    planted = tmp_path / "models" / cached_weights_filename(False)
+    sidecar = tmp_path / "models" / (planted.name + ".sha256")
+    planted.parent.mkdir()
+    true_kernel = np.transpose(state_dict["_conv_stem.weight"], (2, 3, 1, 0))
+    model = None
+    for forged_record in [None, "0" * 64 + "  " + planted.name + "\n"]:
+        shutil.copyfile(random_file, planted)
+        if forged_record is None:  # planted alone, as in the issue
+            model = EfficientNetLite0(include_top=False, weights="imagenet")
+        else:  # planted with a record that does not match: a warning names the file
+            sidecar.write_text(forged_record)
+            with warnings.catch_warnings(record=True) as record:
+                warnings.simplefilter("always")
+                lite0_weights.load_imagenet_weights(model, include_top=False)
+            messages = [str(w.message) for w in record if w.category is UserWarning]
+            assert any(m.startswith(f"ignoring the cached weights '{planted}'")
+                       for m in messages), messages
+        np.testing.assert_array_equal(model.get_layer("top_bn").moving_variance.numpy(),
+                                      state_dict["_bn1.running_var"])
+        np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy(),
+                                      true_kernel)
+        digest = hashlib.sha256(planted.read_bytes()).hexdigest()
+        assert sidecar.read_text() == f"{digest}  {planted.name}\n"
+
+
+@pytest.fixture
+def unusable_keras_home(tmp_path, monkeypatch):
+    """KERAS_HOME cannot be created (a file is in the way); tempdir is tmp_path/shared."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setenv("KERAS_HOME", str(blocker))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    return shared
+
+
+def test_fallback_cache_dir_is_a_private_per_user_folder(unusable_keras_home):
+    planted = unusable_keras_home / ".keras" / "models"  # the old shared fallback
+    planted.mkdir(parents=True)
+    directory = keras_cache_dir()
+    base = unusable_keras_home / f".keras-{os.getuid()}"
+    assert directory == str(base / "models")
+    for folder in (base, base / "models"):
+        info = os.lstat(folder)
+        assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+        assert stat.S_IMODE(info.st_mode) & 0o077 == 0
+    assert keras_cache_dir() == directory  # an existing private folder is reused
+
+
+def test_untrusted_fallback_cache_dir_is_refused(unusable_keras_home, monkeypatch):
+    uid = os.getuid()
+    writable = unusable_keras_home / f".keras-{uid}"
+    writable.mkdir()
+    writable.chmod(0o777)
+    with pytest.raises(PermissionError, match=r"writable by group or others \(mode 0o777\)"
+                                              r".*KERAS_HOME"):
+        keras_cache_dir()
+    writable.rmdir()
+    target = unusable_keras_home / "elsewhere"
+    target.mkdir(mode=0o700)
+    writable.symlink_to(target, target_is_directory=True)
+    with pytest.raises(PermissionError, match="not a folder"):
+        keras_cache_dir()
+    other = unusable_keras_home / f".keras-{uid + 1}"  # made by "uid" as seen by uid + 1
+    other.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "getuid", lambda: uid + 1)
+    with pytest.raises(PermissionError) as error:
+        keras_cache_dir()
+    message = str(error.value)
+    assert str(other) in message and f"owned by uid {uid}" in message
+    assert "KERAS_HOME" in message

@@ -5,10 +5,12 @@ Tiny legacy files are written here byte by byte (pickle opcodes, as
 need neither torch nor the real weights file.
 """
 
+import contextlib
 import hashlib
 import io
 import pickle
 import pickletools
+import signal
 import struct
 
 import numpy as np
@@ -18,6 +20,9 @@ from hypothesis import strategies as st
 
 from calibkeras.models.torch_legacy_reader import (
     MAGIC_NUMBER,
+    MAX_NESTING,
+    MAX_OUTPUT_FACTOR,
+    OUTPUT_SLACK_BYTES,
     PROTOCOL_VERSION,
     file_sha256,
     read_torch_legacy_file,
@@ -62,19 +67,20 @@ def op_tensor(storage_key, storage_name, numel, offset, size, stride, view=None)
     return op_global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
 
 
-def legacy_file(entries, storages, *, main_prefix=b"", magic_pickle=None):
+def legacy_file(entries, storages, *, main_prefix=b"", main_suffix=b"", magic_pickle=None):
     """Bytes of a legacy torch file.
 
     Args:
         entries: list of (name, tensor opcodes) of an OrderedDict state dict.
         storages: list of (key, flat array) in the order the data follow.
         main_prefix: opcodes run inside the main pickle before the state dict.
+        main_suffix: opcodes run on the filled state dict, before STOP.
         magic_pickle: replaces the magic-number pickle.
     """
     main = b"\x80\x02" + main_prefix + op_ordered_dict()
     for name, tensor in entries:
         main += op_str(name) + tensor + b"s"
-    main += b"."
+    main += main_suffix + b"."
     pickletools.dis(main, out=io.StringIO())  # the opcodes are well formed
     parts = [magic_pickle or pickle.dumps(MAGIC_NUMBER, protocol=2),
              pickle.dumps(PROTOCOL_VERSION, protocol=2),
@@ -252,3 +258,199 @@ def test_forbidden_persistent_id_is_refused(tmp_path):
     data = legacy_file([("t", bad)], [])
     with pytest.raises(pickle.UnpicklingError, match="unsupported persistent id"):
         read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+
+
+# --- crafted files: allow-listed globals stay unchanged ------------------------------
+def op_long(value):
+    data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(data)]) + data
+
+
+def op_put(index):
+    return b"r" + struct.pack("<I", index)
+
+
+def op_get(index):
+    return b"j" + struct.pack("<I", index)
+
+
+def dag(depth, leaf, closer=b"t"):
+    """Opcodes of a container DAG: level i holds level i - 1 twice (2**depth paths)."""
+    ops = leaf + op_put(0) + b"0"
+    for level in range(1, depth + 1):
+        ops += b"(" + op_get(level - 1) + op_get(level - 1) + closer + op_put(level) + b"0"
+    return ops + op_get(depth)
+
+
+@pytest.fixture
+def genuine_float_file(tmp_path):
+    """A verified float32 file and the values it holds."""
+    expected = np.array([1.5, -2.0, 3.25], np.float32)
+    return write(tmp_path, state_dict_file({"t": expected}), "genuine.pth"), expected
+
+
+FLOAT_STORAGE = op_global("torch", "FloatStorage")
+STATE_CHANGES = {
+    # BUILD with the field values of the frozen dataclass: FloatStorage read as int32
+    "BUILD FloatStorage": FLOAT_STORAGE + op_tuple(op_str("FloatStorage"), op_str("<i4"))
+    + b"b0",
+    "BUILD _rebuild_tensor_v2": op_global("torch._utils", "_rebuild_tensor_v2")
+    + op_tuple(b"N", b"}" + op_str("__qualname__") + op_str("pwned") + b"s") + b"b0",
+    "BUILD OrderedDict": op_global("collections", "OrderedDict") + b"}" + op_str("x")
+    + op_int(1) + b"sb0",
+    "SETITEMS FloatStorage": FLOAT_STORAGE + b"(" + op_str("dtype") + op_str("<i4") + b"u0",
+    "APPEND FloatStorage": FLOAT_STORAGE + op_str("x") + b"a0",
+}
+
+
+@pytest.mark.parametrize("change", STATE_CHANGES.values(), ids=STATE_CHANGES.keys())
+def test_state_changing_opcode_on_allow_listed_global_is_refused(tmp_path, change,
+                                                                 genuine_float_file):
+    """No file can change the shared stand-ins; a genuine file then still reads right."""
+    crafted = legacy_file([], [], main_prefix=change)
+    with pytest.raises(pickle.UnpicklingError, match="refused the pickle opcode"):
+        read_torch_legacy_file(write(tmp_path, crafted), verify_digest=False)
+    path, expected = genuine_float_file
+    state = read_torch_legacy_file(path, file_sha256(path))
+    assert state["t"].dtype == np.float32
+    np.testing.assert_array_equal(state["t"], expected)
+
+
+def test_build_on_a_tensor_record_is_refused(tmp_path):
+    """BUILD would rewrite a checked tensor record (storage, offset, size, stride)."""
+    tensor = op_tensor("k", "FloatStorage", 1, 0, (1,), (1,))
+    state = op_tuple(op_str("not a storage"), op_int(0), op_tuple(op_int(1)),
+                     op_tuple(op_int(1)))
+    data = legacy_file([("t", tensor + state + b"b")], [("k", np.ones(1, np.float32))])
+    with pytest.raises(pickle.UnpicklingError, match="refused the pickle opcode BUILD"):
+        read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+
+
+def test_state_dict_metadata_build_still_reads(tmp_path):
+    """torch writes a state dict's _metadata with BUILD on the OrderedDict: allowed."""
+    metadata = op_ordered_dict() + op_str("") + b"}" + op_str("version") + op_int(1) + b"ss"
+    build = b"}" + op_str("_metadata") + metadata + b"sb"
+    entries = [("t", op_tensor("k", "FloatStorage", 2, 0, (2,), (1,)))]
+    data = legacy_file(entries, [("k", np.array([4.0, 5.0], np.float32))],
+                       main_suffix=build)
+    state = read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+    np.testing.assert_array_equal(state["t"], [4.0, 5.0])
+
+
+# --- crafted files: bounded time and memory -------------------------------------------
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Raise TimeoutError in the test if the block runs longer than ``seconds``."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_shared_references_are_read_once(tmp_path):
+    """A 40-level DAG (2**40 paths, in a ~1 kB file) reads at once and stays shared."""
+    leaf = op_tensor("k", "FloatStorage", 3, 0, (3,), (1,))
+    data = legacy_file([("t", dag(40, leaf, closer=b"l"))],
+                       [("k", np.array([1, 2, 3], np.float32))])
+    assert len(data) < 1200
+    with time_limit(3):
+        state = read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+    node = state["t"]
+    for _ in range(40):
+        assert isinstance(node, list) and len(node) == 2 and node[0] is node[1]
+        node = node[0]
+    np.testing.assert_array_equal(node, [1, 2, 3])
+
+
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 5000])
+def test_deep_nesting_is_refused(tmp_path, depth):
+    nested = b"]" * depth + b"a" * (depth - 1)  # [[[...]]], depth lists
+    data = legacy_file([("t", nested)], [])
+    with pytest.raises(pickle.UnpicklingError, match=f"deeper than MAX_NESTING = {MAX_NESTING}"):
+        read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+    shallow = legacy_file([("t", b"]" * MAX_NESTING + b"a" * (MAX_NESTING - 1))], [])
+    node = read_torch_legacy_file(write(tmp_path, shallow), verify_digest=False)["t"]
+    for _ in range(MAX_NESTING - 1):
+        node = node[0]
+    assert node == []
+
+
+def test_reference_cycle_is_refused(tmp_path):
+    data = legacy_file([("t", b"]" + op_put(0) + op_get(0) + b"a")], [])  # x = [x]
+    with pytest.raises(pickle.UnpicklingError, match="reference cycle"):
+        read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+
+
+def test_stride_zero_view_is_bounded_by_the_storage_bytes(tmp_path):
+    """One float, 4 bytes: at most 4 * 4 + 1 MiB bytes of arrays may come out of it."""
+    limit = (MAX_OUTPUT_FACTOR * 4 + OUTPUT_SLACK_BYTES) // 4  # float32 elements
+    storages = [("k", np.array([7.0], np.float32))]
+    fits = legacy_file([("t", op_tensor("k", "FloatStorage", 1, 0, (limit,), (0,)))],
+                       storages)
+    np.testing.assert_array_equal(
+        read_torch_legacy_file(write(tmp_path, fits), verify_digest=False)["t"],
+        np.full(limit, 7.0, np.float32))
+    for size in [(limit + 1,), (2000, 2000)]:  # 2000 x 2000: 16 MB from 4 bytes
+        data = legacy_file([("t", op_tensor("k", "FloatStorage", 1, 0, size,
+                                            (0,) * len(size)))], storages)
+        with pytest.raises(pickle.UnpicklingError, match="MAX_OUTPUT_FACTOR = 4"):
+            read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+
+
+def tensor_with(size, stride, numel=1):
+    pid = op_tuple(op_str("storage"), FLOAT_STORAGE, op_str("k"), op_str("cpu"),
+                   op_long(numel), b"N")
+    args = op_tuple(pid + b"Q", op_int(0), op_tuple(*map(op_long, size)),
+                    op_tuple(*map(op_long, stride)), b"\x89", op_ordered_dict())
+    return op_global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
+
+
+HUGE = {
+    "numel 2**62": (tensor_with((1,), (1,), numel=2**62),
+                    struct.pack("<q", 2**62), "truncated"),
+    "stride 2**70": (tensor_with((1, 2), (2**70, 0)), None, "cannot be built"),
+    "size 2**62": (tensor_with((2**62,), (0,)), None, "MAX_OUTPUT_FACTOR"),
+    "size 2**93": (tensor_with((2**31,) * 3, (0,) * 3), None, "MAX_OUTPUT_FACTOR"),
+    "65 dims": (tensor_with((1,) * 65, (1,) * 65), None, "cannot be built"),
+}
+
+
+@pytest.mark.parametrize(("tensor", "storage_bytes", "message"), HUGE.values(),
+                         ids=HUGE.keys())
+def test_huge_counts_and_sizes_are_refused(tmp_path, tensor, storage_bytes, message):
+    data = legacy_file([("t", tensor)], [("k", np.ones(1, np.float32))])
+    if storage_bytes is not None:  # replace the storage's count and data
+        data = data[:-12] + storage_bytes
+    with pytest.raises(pickle.UnpicklingError, match=message):
+        read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+
+
+def test_non_atomic_dict_keys_and_sets_are_refused(tmp_path):
+    """Hashing a shared tuple DAG key would take 2**depth steps."""
+    key = dag(24, op_int(1))
+    for ops, message in [(b"}" + key + op_int(1) + b"s0", "dict key of type tuple"),
+                         (b"(" + key + op_int(1) + b"d0", "dict key of type tuple"),
+                         (op_global("collections", "OrderedDict") + op_tuple(op_tuple(
+                             op_tuple(key, op_int(1)))) + b"R0", "without arguments"),
+                         (b"\x8f(" + op_int(1) + b"\x900", "refused a set")]:
+        data = legacy_file([], [], main_prefix=ops)
+        with time_limit(3), pytest.raises(pickle.UnpicklingError, match=message):
+            read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+
+
+def test_error_messages_stay_short_for_shared_structures(tmp_path):
+    """A 20-level DAG as a tensor size: its full repr would be millions of characters."""
+    tensor = op_tensor("k", "FloatStorage", 1, 0, (1,), (1,))
+    tensor = tensor.replace(op_tuple(op_int(1)) + op_tuple(op_int(1)),
+                            dag(20, op_int(1)) + op_tuple(op_int(1)))
+    data = legacy_file([("t", tensor)], [("k", np.ones(1, np.float32))])
+    with time_limit(3), pytest.raises(pickle.UnpicklingError,
+                                      match="invalid tensor size") as error:
+        read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
+    assert len(str(error.value)) < 500

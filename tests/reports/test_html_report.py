@@ -75,7 +75,12 @@ def test_refuses_a_non_empty_folder_unless_overwrite(report_inputs, tmp_path):
     (output / "keep.txt").write_text("old")
     with pytest.raises(FileExistsError, match=r"exists and is not empty; .* overwrite=True"):
         write_report(output, summary, probs, labels, names)
+    # Not a report folder (no report.html and summary.json): overwrite refuses it too.
+    with pytest.raises(FileExistsError, match=r"is not a report folder .*, so overwrite=True"):
+        write_report(output, summary, probs, labels, names, overwrite=True)
     assert (output / "keep.txt").read_text() == "old"
+    (output / "report.html").write_text("an earlier report")
+    (output / "summary.json").write_text("{}")
     paths = write_report(output, summary, probs, labels, names, overwrite=True)
     assert sorted(p.name for p in output.iterdir()) == sorted(paths)
     assert "reliability_uncalibrated.png" not in paths and "recall_by_class.png" not in paths
