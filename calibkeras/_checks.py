@@ -65,11 +65,28 @@ def check_finite_matrix(values, name, num_columns=None):
     return array
 
 
+def _low_precision_eps(values):
+    """Machine epsilon of ``values``' float dtype when it is coarser than float32, else None."""
+    dtype = getattr(values, "dtype", None)
+    dtype = getattr(dtype, "as_numpy_dtype", dtype)  # a tf.DType
+    if dtype is None:
+        return None
+    try:
+        eps = float(np.finfo(dtype).eps)
+    except (TypeError, ValueError):
+        return None
+    return eps if eps > np.finfo(np.float32).eps else None
+
+
 def check_probabilities(probs, name="probs"):
     """Returns ``probs`` as a float64 (N, K) array of probability rows, else raises.
 
-    Each row must lie in [0, 1] and sum to 1 within ``PROBABILITY_SUM_ATOL``.
+    Each row must lie in [0, 1] and sum to 1 within ``PROBABILITY_SUM_ATOL``; for
+    arrays of a dtype coarser than float32 (float16, bfloat16) within 4 machine
+    epsilons of that dtype (0.0039 for float16), which a softmax computed in that
+    dtype meets. Rows are not renormalised.
     """
+    eps = _low_precision_eps(probs)
     array = check_finite_matrix(probs, name)
     if array.shape[1] < 2:
         raise ValueError(
@@ -83,12 +100,20 @@ def check_probabilities(probs, name="probs"):
             f"{row}, column {col}. Pass softmax outputs, or logits to the `from_logits` API"
         )
     sums = array.sum(axis=1)
-    off = np.abs(sums - 1.0) > PROBABILITY_SUM_ATOL
+    atol = PROBABILITY_SUM_ATOL if eps is None else max(PROBABILITY_SUM_ATOL, 4 * eps)
+    off = np.abs(sums - 1.0) > atol
     if off.any():
         row = int(np.argmax(off))
+        dtype = " for its dtype" if eps is not None else ""
+        hint = (
+            "Apply a softmax first"
+            if abs(sums[row] - 1.0) > 0.01
+            else "If these are rounded probabilities, renormalise them "
+            "(`probs / probs.sum(axis=1, keepdims=True)`) or compute the softmax in float32"
+        )
         raise ValueError(
-            f"rows of `{name}` must sum to 1 (within {PROBABILITY_SUM_ATOL}); row {row} "
-            f"sums to {sums[row]:.6g}. Apply a softmax first"
+            f"rows of `{name}` must sum to 1 (within {atol:.2g}{dtype}); row {row} "
+            f"sums to {sums[row]:.6g}. {hint}"
         )
     return array
 
@@ -120,7 +145,11 @@ def check_labels(labels, num_classes, num_samples, name="labels", kind="class",
             f"`{name}` has {array.shape[0]} entries but {against.format(n=num_samples)}; "
             "they must have the same length"
         )
-    if array.size and not np.issubdtype(array.dtype, np.integer):
+    python_ints = array.dtype == object and all(
+        isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+        for value in array.tolist()
+    )
+    if array.size and not python_ints and not np.issubdtype(array.dtype, np.integer):
         if not np.issubdtype(array.dtype, np.floating) or not np.all(
             np.isfinite(array) & (array == np.round(array))
         ):
@@ -128,15 +157,17 @@ def check_labels(labels, num_classes, num_samples, name="labels", kind="class",
                 f"`{name}` must hold integer {kind} ids, got dtype {array.dtype} "
                 f"(first values {_show(array[:5].tolist())})"
             )
-    array = array.astype(np.int64)
-    out_of_range = (array < 0) | (array >= num_classes)
+    # Range-checked in the input's own dtype: casting first would wrap 2**63 (uint64)
+    # or a large float to a negative int64.
+    out_of_range = np.asarray((array < 0) | (array >= num_classes), dtype=bool)
     if out_of_range.any():
         index = int(np.argmax(out_of_range))
+        value = int(array[index])  # integral here: checked above
         raise ValueError(
-            f"`{name}` must be {kind} ids in [0, {num_classes}); found {array[index]} at "
+            f"`{name}` must be {kind} ids in [0, {num_classes}); found {_show(value)} at "
             f"position {index}"
         )
-    return array
+    return array.astype(np.int64)
 
 
 def check_sample_weight(sample_weight, num_samples, name="sample_weight"):

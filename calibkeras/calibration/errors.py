@@ -1,10 +1,12 @@
 """Calibration and accuracy scores of a set of probabilistic predictions."""
 
+import numbers
+
 import numpy as np
 from keras import ops
 
 from calibkeras import scoring
-from calibkeras._checks import check_labels, check_positive_int, check_probabilities
+from calibkeras._checks import _show, check_labels, check_positive_int, check_probabilities
 
 #: The scalar scores that :func:`calibration_errors` returns, in order.
 SCORE_NAMES = (
@@ -113,8 +115,8 @@ def calibration_errors(
         probs: ``(N, K)`` predicted probabilities; rows must sum to 1.
         labels: ``(N,)`` integer class ids in ``[0, K)``.
         num_bins: number of bins for the binned errors, a positive integer (default 15).
-        n_bootstrap: number of bootstrap resamples for confidence intervals; 0 (default)
-            computes none.
+        n_bootstrap: int >= 0, number of bootstrap resamples for confidence intervals;
+            0 (default) computes none.
         confidence_level: coverage of the percentile bootstrap intervals, in (0, 1).
         seed: seed of the bootstrap's random generator.
 
@@ -135,9 +137,16 @@ def calibration_errors(
     probs = check_probabilities(probs)
     labels = check_labels(labels, probs.shape[1], probs.shape[0])
     num_bins = check_positive_int(num_bins, "num_bins")
+    if (
+        isinstance(n_bootstrap, bool)
+        or not isinstance(n_bootstrap, numbers.Integral)
+        or n_bootstrap < 0
+    ):
+        raise ValueError(
+            f"`n_bootstrap` must be an integer >= 0 (0 for no intervals), got "
+            f"{_show(n_bootstrap)}"
+        )
     n_bootstrap = int(n_bootstrap)
-    if n_bootstrap < 0:
-        raise ValueError(f"`n_bootstrap` must be >= 0, got {n_bootstrap}")
     if not 0 < confidence_level < 1:
         raise ValueError(f"`confidence_level` must be in (0, 1), got {confidence_level}")
     scores = _scores(probs, labels, num_bins)

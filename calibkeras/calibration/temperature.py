@@ -1,12 +1,15 @@
 """Exact temperature scaling: the 1-D convex minimisation of the validation NLL."""
 
+import numbers
 import warnings
 
 import numpy as np
 
 from calibkeras._checks import (
+    _show,
     check_finite_matrix,
     check_labels,
+    check_positive_int,
     check_prior,
     check_sample_weight,
 )
@@ -58,22 +61,36 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
     inside a bracket ``[lo, hi]`` on ``beta`` whose gradient signs differ; a step that
     leaves the bracket is replaced by bisection, so the method always converges.
 
+    The fit is scale-invariant: it runs on ``logits / s`` with ``s`` the largest
+    ``|logit|``, so multiplying the logits by ``c`` multiplies ``T`` by ``c`` exactly,
+    and logits of any finite size fit without overflow.
+
     Args:
-        logits: ``(N, K)`` finite logits (for probabilities, pass ``log(probs)``). With
-            a ``prior``, these are the *balanced* logits ``f(x)``.
+        logits: ``(N, K)`` finite logits, ``K >= 2`` (for probabilities, pass
+            ``log(probs)``). With a ``prior``, these are the *balanced* logits ``f(x)``.
         labels: ``(N,)`` integer class ids.
         sample_weight: optional ``(N,)`` non-negative weights.
         prior: optional ``(K,)`` class prior of the data the temperature is fitted on;
             ``log(prior)`` is added after dividing by ``T`` (the PriorShift layer of
             calibkeras' models). ``None`` adds nothing.
-        tol: stop when ``|d NLL / d beta|`` falls below ``tol`` (or the bracket closes
-            to machine precision).
-        max_iter: cap on Newton/bisection steps.
+        tol: finite number >= 0; stop when ``|d NLL / d beta|`` (for the scaled logits)
+            falls below ``tol`` (or the bracket closes to machine precision). Default
+            1e-12.
+        max_iter: positive int, cap on Newton/bisection steps. Default 200; a warning
+            is given if the cap stops the search before it converges.
 
     Returns:
-        The temperature as a Python float in ``[MIN_TEMPERATURE, MAX_TEMPERATURE]``.
-        A warning is given when the optimum lies at a bound (logits no better than the
-        prior: ``T`` at the maximum; perfectly separated data: ``T`` at the minimum).
+        The temperature as a positive Python float. The search covers ``T / s`` in
+        ``[MIN_TEMPERATURE, MAX_TEMPERATURE]``. A warning is given when the optimum
+        lies at a bound: logits no better than the prior (``T = MAX_TEMPERATURE``
+        returned, the optimum is ``T = inf``), perfectly separated data
+        (``T = MIN_TEMPERATURE`` returned, the optimum is ``T -> 0``), or an optimum
+        beyond the searched range (its end is returned).
+
+    Raises:
+        ValueError: for logits with fewer than 2 columns, non-finite logits, bad
+            labels, weights or prior, a ``tol`` that is not a finite number >= 0 or a
+            ``max_iter`` that is not a positive integer.
 
     Example:
         >>> temperature = fit_temperature(val_logits, val_labels)
@@ -83,7 +100,20 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
         Guo et al. (2017), On Calibration of Modern Neural Networks.
     """
     logits = check_finite_matrix(logits, "logits")
+    if logits.shape[1] < 2:
+        raise ValueError(
+            f"`logits` must have at least 2 columns (one per class), got shape "
+            f"{logits.shape}; with one class there is nothing to calibrate"
+        )
     labels = check_labels(labels, logits.shape[1], logits.shape[0])
+    max_iter = check_positive_int(max_iter, "max_iter")
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, numbers.Real)
+        or not np.isfinite(tol)
+        or tol < 0
+    ):
+        raise ValueError(f"`tol` must be a finite number >= 0, got {_show(tol)}")
     weights = check_sample_weight(sample_weight, logits.shape[0])
     weights = weights / weights.sum()
     if prior is None:
@@ -91,6 +121,13 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
     else:
         offset = np.log(check_prior(prior, logits.shape[1]))
 
+    # Fit on logits scaled to max |logit| = 1 (T scales with the logits), so that
+    # neither the squares nor the exponentials overflow for large logits.
+    scale = float(np.abs(logits).max())
+    if scale > 0:
+        logits = logits / scale
+    else:
+        scale = 1.0
     objective = _Objective(logits, labels, offset, weights)
 
     def gradient(beta):
@@ -123,11 +160,29 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
         if hi >= beta_max:
             hi = beta_max
             break
+    if gradient(hi) < 0:
+        warnings.warn(
+            "fit_temperature: the NLL still decreases at the smallest temperature "
+            f"searched, T = {MIN_TEMPERATURE:g} x the largest |logit| ({scale:.6g}); "
+            "returning that bound. The data are almost perfectly separated",
+            stacklevel=2,
+        )
+        return float(scale / beta_max)
+    if gradient(lo) > 0:
+        warnings.warn(
+            "fit_temperature: the NLL still decreases at the largest temperature "
+            f"searched, T = {MAX_TEMPERATURE:g} x the largest |logit| ({scale:.6g}); "
+            "returning that bound. The logits carry almost no information beyond the prior",
+            stacklevel=2,
+        )
+        return float(scale / beta_min)
 
     beta = 0.5 * (lo + hi) if hi != 1.0 else 1.0
+    converged = False
     for _ in range(max_iter):
         _, grad, curvature = objective(beta)
         if abs(grad) <= tol:
+            converged = True
             break
         if grad < 0:
             lo = beta
@@ -136,5 +191,13 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
         step = beta - grad / curvature if curvature > 0 else np.nan
         beta = step if lo < step < hi else 0.5 * (lo + hi)
         if hi - lo <= 4 * np.finfo(float).eps * hi:
+            converged = True
             break
-    return float(1.0 / beta)
+    if not converged:
+        warnings.warn(
+            f"fit_temperature: stopped after `max_iter`={max_iter} steps before "
+            f"converging (|d NLL / d beta| = {abs(objective(beta)[1]):.3g} > `tol`={tol:g}); "
+            "raise `max_iter`",
+            stacklevel=2,
+        )
+    return float(scale / beta)

@@ -10,6 +10,7 @@ from keras import ops
 from calibkeras import metrics, scoring
 from calibkeras._batches import iterate_batches, label_ids
 from calibkeras._checks import check_positive_int
+from calibkeras.layers.prior_shift import check_data_classes
 
 
 class CalibrationMonitor(keras.callbacks.Callback):
@@ -34,7 +35,8 @@ class CalibrationMonitor(keras.callbacks.Callback):
 
     Args:
         validation_data: a ``tf.data.Dataset`` of ``(x, y)`` batches, a tuple
-            ``(x, y)`` of arrays, or a calibkeras ``LabeledDataset``.
+            ``(x, y)`` of arrays, or a calibkeras ``LabeledDataset`` (whose class
+            list must be the model's, in its order: checked when training begins).
         num_bins: bins of the top-label ECE (default 15).
         from_logits: whether the model outputs logits (default True, as calibkeras'
             models do); set False for a model that ends in a softmax.
@@ -85,6 +87,7 @@ class CalibrationMonitor(keras.callbacks.Callback):
         }
 
     def on_train_begin(self, logs=None):
+        check_data_classes(self.model, self.validation_data, "validation_data")
         self._metrics = None
         self._update_metrics = None
 
@@ -103,6 +106,7 @@ class CalibrationMonitor(keras.callbacks.Callback):
 
     def compute(self):
         """Runs the model on the validation data; returns the scores as a dict of floats."""
+        check_data_classes(self.model, self.validation_data, "validation_data")
         return self._evaluate(collect=False)[0]
 
     def _evaluate(self, collect):

@@ -6,6 +6,7 @@ import numpy as np
 from calibkeras._batches import predict_with_labels
 from calibkeras.calibration import fit_temperature
 from calibkeras.layers import PriorShift, TemperatureScaling
+from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.priors import prior_from_counts
 
 
@@ -64,8 +65,13 @@ def calibrate_temperature(model, validation_data, prior=None, batch_size=32):
 
     Returns:
         The fitted temperature (float), also written into the layer.
+
+    Raises:
+        ValueError: if ``validation_data`` is a ``LabeledDataset`` whose class list
+            is not the model's (PriorShift ``class_names``), in the same order.
     """
     layer = _single_layer(model, TemperatureScaling, required=True)
+    check_data_classes(model, validation_data, "validation_data")
     logits_model = keras.Model(model.inputs, layer.input)
     logits, labels = predict_with_labels(logits_model, validation_data, batch_size)
     fitting_prior = _fitting_prior(model, prior, labels, logits.shape[1])
@@ -101,6 +107,9 @@ class TemperatureCalibration(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.verbose = verbose
         self.temperature = None
+
+    def on_train_begin(self, logs=None):
+        check_data_classes(self.model, self.validation_data, "validation_data")
 
     def on_train_end(self, logs=None):
         self.temperature = calibrate_temperature(

@@ -1,10 +1,15 @@
 """Loaders for a table of image paths and labels: a CSV file or a pandas DataFrame."""
 
+import codecs
+import csv
+import io
 import os
 import tempfile
+import warnings
 
 import pandas as pd
 
+from calibkeras._checks import _show
 from calibkeras.data.file_dataset import labeled_dataset_from_files
 from calibkeras.data.image_checks import check_on_bad_image
 from calibkeras.data.labels import cell_text, check_class_names
@@ -29,6 +34,7 @@ def dataset_from_csv(
     bad_image_report=None,
     validate_images=True,
     drop_remainder=False,
+    confine_to_image_root=False,
 ):
     """Builds a checked, batched image dataset from a CSV of image paths and labels.
 
@@ -37,6 +43,23 @@ def dataset_from_csv(
     training starts: a missing, unreadable or undecodable image, an empty label,
     or a label not in `class_names` stops with an error that gives the CSV line
     (1-based file line, the header is line 1) and the path.
+
+    Reading. The file must be UTF-8 (a byte-order mark is allowed; other bytes
+    are reported by line and column). Lines are counted as an editor shows
+    them: a quoted cell that spans lines counts all of them, and "\n", "\r\n"
+    and "\r" each end a line. Every cell is read as text (nothing becomes NaN).
+    A trailing comma on the rows is ignored; a row with more non-empty cells
+    than the header has columns, or a header that names `image_column` or
+    `label_column` twice, is refused.
+
+    Labels. Surrounding spaces are removed. Refused, naming the lines: empty
+    labels; missing-value markers ("NaN", "nan", "NA", "null", "None", "N/A" and
+    pandas' other default NA texts, in any case) unless the text is one of
+    `class_names`; labels longer than 256 characters; and, when the classes are
+    inferred from names, one number written two ways ("1" and "1.0"), which
+    would otherwise become two classes. Integer labels are class ids, so "01"
+    and "1" are the same class. Messages quote at most about 80 characters of
+    any cell.
 
     The defaults give the evaluation pipeline: every example once per pass, in
     file order, no augmentation, exactly the preprocessing used when serving
@@ -63,6 +86,10 @@ def dataset_from_csv(
         label_column: str, column of labels: class names or integer class ids.
             Default "label".
         image_root: str or path-like folder, or None (the CSV's folder).
+            By default image paths may leave it: a relative path may climb out
+            with "..", an absolute path is used as it is and symbolic links are
+            followed, which suits a local tool (whoever writes the CSV can read
+            those files anyway). See `confine_to_image_root`.
         class_names: sequence of `K` distinct class names, or None. When given,
             it fixes the class order (label id `k` is `class_names[k]`; use the
             same list for train, validation and test), every label must be one
@@ -98,6 +125,12 @@ def dataset_from_csv(
             With False only file existence is checked and an undecodable image
             raises `tf.errors.InvalidArgumentError` mid-epoch.
         drop_remainder: bool, drop the last partial batch. Default False.
+        confine_to_image_root: bool. Default False. True (for a service that
+            takes CSVs from others) refuses, naming the lines, every image path
+            that leads outside the root (`image_root`, or the CSV's folder): an
+            absolute path elsewhere, a path through "..", or one through a
+            symbolic link; the pipeline then reads the resolved paths. The check runs when the
+            dataset is built: keep the root's contents out of others' reach too.
 
     Returns:
         `LabeledDataset` with `dataset` yielding `(images, labels)`: images
@@ -127,6 +160,7 @@ def dataset_from_csv(
         image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
     )
     check_on_bad_image(on_bad_image)
+    _check_bool(confine_to_image_root, "confine_to_image_root")
     class_names = check_class_names(class_names)
     if isinstance(csv_path, pd.DataFrame):
         raise ValueError(
@@ -139,26 +173,7 @@ def dataset_from_csv(
         raise FileNotFoundError(f"`csv_path` '{csv_path}' does not exist")
     if not os.path.isfile(csv_path):
         raise ValueError(f"`csv_path` '{csv_path}' is not a file")
-    try:
-        table = pd.read_csv(
-            csv_path,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            encoding="utf-8-sig",
-        )
-    except pd.errors.EmptyDataError:
-        raise ValueError(
-            f"`csv_path` '{csv_path}' is empty; expected a header line with the columns "
-            f"'{image_column}' and '{label_column}', then one row per image"
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise ValueError(f"`csv_path` '{csv_path}' is not a readable CSV: {error}") from None
-    # pandas row i is file line i + 2 (line 1 is the header), as long as no
-    # quoted cell spans several lines. Blank lines are kept by the reader so
-    # that this holds, then dropped here.
-    locations = [f"line {i + 2}" for i in range(len(table))]
+    table, locations = _read_csv(csv_path, image_column, label_column)
     filled = (table != "").any(axis=1).to_numpy()
     table = table[filled]
     locations = [location for location, kept in zip(locations, filled, strict=True) if kept]
@@ -176,6 +191,7 @@ def dataset_from_csv(
         locations=locations,
         source=source,
         root=root,
+        confine=confine_to_image_root,
         path_hint=hint,
         default_report_path=stem + ".skipped.csv",
         class_names=class_names,
@@ -204,6 +220,7 @@ def dataset_from_dataframe(
     bad_image_report=None,
     validate_images=True,
     drop_remainder=False,
+    confine_to_image_root=False,
 ):
     """Like `dataset_from_csv`, for a pandas DataFrame (e.g. from `stratified_split`).
 
@@ -217,8 +234,9 @@ def dataset_from_dataframe(
         dataframe: `pandas.DataFrame` with an image-path and a label column.
         image_column, label_column, image_root, class_names, image_size,
             batch_size, shuffle, seed, augment, sampling, cache, on_bad_image,
-            bad_image_report, validate_images, drop_remainder: as in
-            `dataset_from_csv`.
+            bad_image_report, validate_images, drop_remainder,
+            confine_to_image_root: as in `dataset_from_csv` (the root is the
+            working folder when `image_root` is None).
 
     Returns:
         `LabeledDataset`, as `dataset_from_csv`.
@@ -240,6 +258,7 @@ def dataset_from_dataframe(
         image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
     )
     check_on_bad_image(on_bad_image)
+    _check_bool(confine_to_image_root, "confine_to_image_root")
     class_names = check_class_names(class_names)
     root = _image_root(image_root, os.getcwd())
     hint = f"Relative image paths are resolved against '{root}' " + (
@@ -254,6 +273,7 @@ def dataset_from_dataframe(
         locations=[f"row {index!r}" for index in dataframe.index],
         source="the DataFrame",
         root=root,
+        confine=confine_to_image_root,
         path_hint=hint,
         default_report_path=os.path.join(tempfile.gettempdir(), "calibkeras_skipped_images.csv"),
         class_names=class_names,
@@ -262,6 +282,113 @@ def dataset_from_dataframe(
         bad_image_report=bad_image_report,
         validate_images=validate_images,
     )
+
+
+def _read_csv(csv_path, image_column, label_column):
+    """Reads a CSV as text cells and finds the line on which each row starts.
+
+    Returns:
+        `(table, locations)`: a DataFrame of str cells (blank lines kept as rows
+        of "") and, per row, "line N" with N the 1-based line an editor shows
+        (the header is line 1; a quoted cell spanning lines counts all its lines;
+        "\n", "\r\n" and "\r" each end a line).
+    """
+    shown = _show(csv_path, 160)
+    with open(csv_path, "rb") as file:
+        content = file.read()
+    if content.startswith(codecs.BOM_UTF8):
+        content = content[len(codecs.BOM_UTF8) :]
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _line_and_column(content, error.start)
+        raise ValueError(
+            f"`csv_path` {shown} is not UTF-8 text: line {line}, column {column} holds the "
+            f"byte 0x{content[error.start]:02x}, which is not UTF-8. Save the file as UTF-8 "
+            "(e.g. 'CSV UTF-8' in a spreadsheet program) or convert it with "
+            "`iconv -f <its encoding> -t utf-8`"
+        ) from None
+    records = _csv_records(text)
+    if records is not None:
+        starts, header, widths = records
+        for argument, column in (("image_column", image_column), ("label_column", label_column)):
+            positions = [i + 1 for i, name in enumerate(header) if name == column]
+            if len(positions) > 1:
+                raise ValueError(
+                    f"`{argument}` {_show(column)} names {len(positions)} columns of {shown} "
+                    f"(columns {', '.join(map(str, positions))}); the header must name each "
+                    "column once: rename or remove the duplicates"
+                )
+        for row, (width, extra) in enumerate(widths):
+            if extra:
+                raise ValueError(
+                    f"line {starts[row + 1]} of {shown} has {width} cells but the header has "
+                    f"{len(header)} columns; put quotes around cells that contain a comma "
+                    '("a, b"), or add the missing column names to the header'
+                )
+    try:
+        with warnings.catch_warnings():
+            # index_col=False: a trailing comma on every row must not turn the
+            # first column into the index. Extra non-empty cells are refused
+            # below, so pandas' warning that it drops them is not needed.
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            table = pd.read_csv(
+                io.StringIO(text),
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                skip_blank_lines=False,
+                index_col=False,
+            )
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"`csv_path` {shown} is empty; expected a header line with the columns "
+            f"{_show(image_column)} and {_show(label_column)}, then one row per image"
+        ) from None
+    except pd.errors.ParserError as error:
+        raise ValueError(
+            f"`csv_path` {shown} is not a readable CSV: {_show(str(error).strip(), 200)}"
+        ) from None
+    if records is None or len(records[0]) != len(table) + 1:
+        # The two readers disagree (should not happen): name rows by position.
+        return table, [f"data row {i + 1}" for i in range(len(table))]
+    return table, [f"line {start}" for start in starts[1:]]
+
+
+def _line_and_column(content, offset):
+    """The 1-based line and character column of byte `offset` of valid UTF-8 before it."""
+    before = content[:offset]
+    line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+    start = max(before.rfind(b"\n"), before.rfind(b"\r")) + 1
+    return line, len(before[start:].decode("utf-8")) + 1
+
+
+def _csv_records(text):
+    """The start line of each record, the header cells and each row's width.
+
+    Python's csv module tracks lines; it splits records as pandas does. Returns
+    `(starts, header, widths)` with `widths[i] = (cells, has_extra)` for data row
+    `i`, where `has_extra` says that the row has non-empty cells beyond the
+    header's columns; None if the csv module cannot read the text.
+    """
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        starts, widths, header, previous = [], [], None, 0
+        for record in reader:
+            starts.append(previous + 1)
+            previous = reader.line_num
+            if header is None:
+                header = record
+            else:
+                extra = any(cell.strip() for cell in record[len(header) :])
+                widths.append((len(record), extra))
+    except csv.Error:
+        return None
+    finally:
+        csv.field_size_limit(limit)
+    return starts, header or [], widths
 
 
 def _image_root(image_root, default):
@@ -273,12 +400,57 @@ def _image_root(image_root, default):
     return root
 
 
-def _dataset_from_table(table, image_column, label_column, *, locations, source, root, **arguments):
-    columns = [str(column) for column in table.columns]
+def _check_bool(value, name):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False, got {_show(value)}")
+    return value
+
+
+def _confine(relative, file_paths, locations, source, root):
+    """Refuses paths that leave `root`; returns the resolved paths inside it."""
+    real_root = os.path.realpath(root)
+    resolved, outside = [], []
+    for location, text, path in zip(locations, relative, file_paths, strict=True):
+        real = os.path.realpath(path)
+        resolved.append(real)
+        if os.path.commonpath([root, os.path.normpath(path)]) != root:
+            reason = "is an absolute path outside it" if os.path.isabs(text) else (
+                "leads outside through '..'"
+            )
+        elif os.path.commonpath([real_root, real]) != real_root:
+            reason = "leads outside through a symbolic link"
+        else:
+            continue
+        outside.append(f"  {location}: {_show(text, 120)} {reason}")
+    if outside:
+        more = [f"  ... and {len(outside) - 10} more"] if len(outside) > 10 else []
+        listed = outside[:10] + more
+        raise ValueError(
+            f"{len(outside)} image paths in {source} leave the image root "
+            f"{_show(root, 160)}, which `confine_to_image_root=True` forbids:\n"
+            + "\n".join(listed)
+            + "\nUse paths relative to the root that stay inside it, or pass "
+            "confine_to_image_root=False if the CSV comes from someone allowed to read "
+            "any file this program can"
+        )
+    return resolved
+
+
+def _dataset_from_table(
+    table, image_column, label_column, *, locations, source, root, confine, **arguments
+):
+    listed = ", ".join(str(column) for column in table.columns)
     for argument, column in (("image_column", image_column), ("label_column", label_column)):
         if column not in table.columns:
             raise ValueError(
-                f"`{argument}` '{column}' not found in {source}; columns are: {', '.join(columns)}"
+                f"`{argument}` {_show(column)} not found in {source}; columns are: "
+                f"{listed if len(listed) <= 200 else _show(listed, 200)}"
+            )
+        if list(table.columns).count(column) > 1:
+            raise ValueError(
+                f"`{argument}` {_show(column)} names {list(table.columns).count(column)} "
+                f"columns of {source}; each column name must appear once: rename or remove "
+                "the duplicates"
             )
     if len(table) == 0:
         raise ValueError(f"{source} has a header but no rows; it needs one row per image")
@@ -287,13 +459,15 @@ def _dataset_from_table(table, image_column, label_column, *, locations, source,
     if empty:
         listed = ", ".join(empty[:10]) + (f", ... ({len(empty)} in all)" if len(empty) > 10 else "")
         raise ValueError(
-            f"`image_column` '{image_column}' is empty on {listed} of {source}; every row "
+            f"`image_column` {_show(image_column)} is empty on {listed} of {source}; every row "
             "needs an image path (fill it in or remove the row)"
         )
     file_paths = [
         path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
         for path in relative
     ]
+    if confine:
+        file_paths = _confine(relative, file_paths, locations, source, root)
     return labeled_dataset_from_files(
         file_paths,
         list(table[label_column]),

@@ -7,6 +7,7 @@ tf.data pipeline.
 
 import numpy as np
 
+from calibkeras._checks import _show
 from calibkeras.data.image_checks import (
     find_bad_images,
     raise_for_bad_images,
@@ -76,11 +77,12 @@ def labeled_dataset_from_files(
     kept_paths = [path for path, kept in zip(file_paths, keep, strict=True) if kept]
     kept_ids = ids[keep]
     counts = class_counts(kept_ids, len(names))
-    empty = [f"'{names[k]}' (id {k})" for k in range(len(names)) if counts[k] == 0]
+    empty = [f"{_show(names[k])} (id {k})" for k in range(len(names)) if counts[k] == 0]
     if empty:
         skipped = f" after skipping {len(bad)} bad images" if bad else ""
+        listed = ", ".join(empty[:10]) + (f", ... ({len(empty)} in all)" if len(empty) > 10 else "")
         raise ValueError(
-            f"classes {', '.join(empty)} have no examples in {source}{skipped}; every class "
+            f"classes {listed} have no examples in {source}{skipped}; every class "
             "needs at least one example: add rows for them or remove them from "
             "`class_names`"
         )

@@ -12,6 +12,7 @@ import warnings
 import pandas as pd
 import tensorflow as tf
 
+from calibkeras._checks import _show
 from calibkeras.data.preprocessing import decode_rgb
 
 BAD_IMAGE_POLICIES = ("raise", "skip")
@@ -21,7 +22,7 @@ _MAX_LISTED = 10
 def check_on_bad_image(on_bad_image):
     """Checks an `on_bad_image` argument ("raise" or "skip") and returns it."""
     if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ValueError(f"`on_bad_image` must be 'raise' or 'skip', got {on_bad_image!r}")
+        raise ValueError(f"`on_bad_image` must be 'raise' or 'skip', got {_show(on_bad_image)}")
     return on_bad_image
 
 
@@ -80,6 +81,11 @@ def find_bad_images(file_paths, validate_images=True):
     return bad
 
 
+def _capped(path, limit=160):
+    """A path as it is, or its first characters (quoted, with "...") when longer than `limit`."""
+    return path if len(path) <= limit else _show(path, limit)
+
+
 def raise_for_bad_images(bad, locations, source, num_rows, path_hint):
     """Raises one error that lists the bad images.
 
@@ -95,7 +101,7 @@ def raise_for_bad_images(bad, locations, source, num_rows, path_hint):
         ValueError: otherwise (unreadable or undecodable files).
     """
     lines = [
-        f"  {locations[item['index']]}: {item['path']}: {item['reason']}"
+        f"  {locations[item['index']]}: {_capped(item['path'])}: {item['reason']}"
         for item in bad[:_MAX_LISTED]
     ]
     if len(bad) > _MAX_LISTED:

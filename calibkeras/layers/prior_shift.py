@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from calibkeras._checks import check_class_counts, check_positive_int, check_prior
+from calibkeras._checks import _show, check_class_counts, check_positive_int, check_prior
 from calibkeras.priors import prior_from_counts
 
 #: The named priors that :meth:`PriorShift.set_prior` accepts besides a vector.
@@ -150,3 +150,71 @@ class PriorShift(keras.layers.Layer):
             }
         )
         return config
+
+
+def check_data_classes(model, data, name):
+    """Refuses data whose classes are not the model's, in the model's order.
+
+    Label id ``k`` of a ``LabeledDataset`` means ``data.class_names[k]``; output ``k``
+    of the model means the ``k``-th class of its PriorShift layer (``class_names``,
+    kept from ``build_classifier(class_names=...)``). Every function that combines a
+    model with labelled data (the training recipe, the callbacks, the inference
+    helpers, the command line) calls this first, so that a validation or test set
+    loaded with another class list stops with an error instead of fitting or scoring
+    against the wrong classes.
+
+    Data without ``class_names`` (a ``tf.data.Dataset``, arrays) and a model without a
+    top-level PriorShift layer cannot be compared and pass. A PriorShift layer without
+    class names is compared by the number of classes only.
+
+    Args:
+        model: a Keras model, normally from ``build_classifier``.
+        data: the labelled data (a ``LabeledDataset``), or anything else.
+        name: the argument's name, for messages.
+
+    Raises:
+        ValueError: naming both class lists (each cut to about 120 characters) when
+            they differ in names, order or number.
+    """
+    data_names = getattr(data, "class_names", None)
+    if data_names is None or isinstance(data_names, str):
+        return
+    shifts = [layer for layer in getattr(model, "layers", ()) if isinstance(layer, PriorShift)]
+    if len(shifts) != 1:
+        return
+    shift = shifts[0]
+    data_names = [str(class_name) for class_name in data_names]
+    fix = (
+        "Load the data with the model's classes, e.g. `dataset_from_csv(..., class_names="
+        "model.get_layer('prior_shift').class_names)`, so that label ids mean the same "
+        "classes"
+    )
+    if shift.class_names is None:
+        if len(data_names) != shift.num_classes:
+            raise ValueError(
+                f"`{name}` has {len(data_names)} classes {_show(data_names, 120)} but the "
+                f"model predicts {shift.num_classes}. {fix}"
+            )
+        return
+    model_names = list(shift.class_names)
+    if data_names == model_names:
+        return
+    if sorted(data_names) == sorted(model_names):
+        how = "the same names in another order"
+    elif len(data_names) != len(model_names):
+        how = f"{len(data_names)} classes against {len(model_names)}"
+    else:
+        how = "other names"
+    shorter = min(len(data_names), len(model_names))
+    position = next(
+        (k for k in range(shorter) if data_names[k] != model_names[k]), shorter
+    )
+
+    def at(names):
+        return _show(names[position]) if position < len(names) else "absent"
+
+    first = f"id {position} is {at(data_names)} in `{name}` and {at(model_names)} in the model"
+    raise ValueError(
+        f"`{name}` has the classes {_show(data_names, 120)} but the model's classes are "
+        f"{_show(model_names, 120)} ({how}; {first}). {fix}"
+    )

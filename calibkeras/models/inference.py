@@ -5,6 +5,7 @@ from keras import ops
 
 from calibkeras._batches import predict_with_labels
 from calibkeras.layers import PriorShift
+from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.models.classifier import TEMPERATURE_LAYER, logits_model
 
 
@@ -19,7 +20,12 @@ def predict_balanced_logits(model, data, progress=False):
 
     Returns:
         ``(logits, labels)``: float32 ``(N, K)`` and int ``(N,)``.
+
+    Raises:
+        ValueError: if ``data`` is a ``LabeledDataset`` whose class list is not the
+            model's (PriorShift ``class_names``), in the same order.
     """
+    check_data_classes(model, data, "data")
     return predict_with_labels(logits_model(model), data, progress=progress)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from calibkeras._checks import check_choice, check_class_counts
 from calibkeras.callbacks import calibrate_temperature
+from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
 from calibkeras.metrics import BalancedAccuracy
 from calibkeras.models.classifier import BACKBONE_LAYER, LOGITS_LAYER, PRIOR_SHIFT_LAYER
@@ -42,6 +43,8 @@ def _fit(model, train_data, class_counts, epochs, validation_data, loss, optimiz
          callbacks, steps_per_epoch, verbose):
     """Compiles with ``optimizer``, the recipe loss and BalancedAccuracy, then fits."""
     class_counts = check_class_counts(class_counts).tolist()
+    check_data_classes(model, train_data, "train_data")
+    check_data_classes(model, validation_data, "validation_data")
     _check_uniform_prior(model)
     model.compile(
         optimizer=optimizer,
@@ -233,12 +236,18 @@ def fit_calibrated(
     256 px, 12 fine-tuning epochs with the cosine schedule, weight averaging at 0.99 and
     ``build_augmentation(zoom=0.4)`` beat the defaults (one run each; BENCHMARKS.md).
 
+    ``train_data`` and ``validation_data`` given as ``LabeledDataset`` must have the
+    model's class list, in its order (``check_data_classes``); a mismatch raises
+    ``ValueError`` before any training.
+
     Returns:
         A dict with ``head`` and ``fine_tune`` (Keras ``History`` objects or None when
         the epochs are 0) and ``temperature`` (float).
     """
     check_choice(loss, "loss", LOSSES)
     _check_fine_tune_options(fine_tune_schedule, fine_tune_ema_momentum, prefix="fine_tune_")
+    check_data_classes(model, train_data, "train_data")
+    check_data_classes(model, validation_data, "validation_data")
     histories = {"head": None, "fine_tune": None}
     if head_epochs:
         histories["head"] = train_head(

@@ -101,3 +101,44 @@ def test_bad_input_raises_with_clear_message(probs, labels, message):
 def test_bad_num_bins(num_bins):
     with pytest.raises(ValueError, match=r"`num_bins` must be a positive integer"):
         calibration_errors([[0.5, 0.5]], [0], num_bins=num_bins)
+
+
+@pytest.mark.parametrize("n_bootstrap", [2.7, -1, True, "3"])
+def test_bad_n_bootstrap(n_bootstrap):
+    with pytest.raises(
+        ValueError, match=r"`n_bootstrap` must be an integer >= 0 \(0 for no intervals\), got "
+    ):
+        calibration_errors([[0.5, 0.5]], [0], n_bootstrap=n_bootstrap)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[0, 2**63], np.array([0, 2**63], dtype=np.uint64), [0, 2**70], [0.0, 2.0**63]],
+    ids=["python-int", "uint64", "beyond-uint64", "float"],
+)
+def test_huge_labels_are_reported_as_they_are(labels):
+    with pytest.raises(
+        ValueError, match=rf"`labels` must be class ids in \[0, 2\); found {int(labels[1])} at "
+        r"position 1"
+    ):
+        calibration_errors([[0.5, 0.5], [0.5, 0.5]], labels)
+
+
+def test_float16_softmax_rows_are_accepted():
+    # A softmax computed in float16 sums to 1 only within float16's precision.
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(300, 10)).astype(np.float16)
+    exps = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = (exps / exps.sum(axis=1, keepdims=True, dtype=np.float16)).astype(np.float16)
+    sums = probs.astype(np.float64).sum(axis=1)
+    assert np.abs(sums - 1).max() > 1e-4  # beyond float32's tolerance
+    labels = rng.integers(0, 10, 300)
+    scores = calibration_errors(probs, labels)
+    expected = log_loss(labels, probs.astype(np.float64) / sums[:, None], labels=range(10))
+    assert scores["nll"] == pytest.approx(expected, abs=5e-3)
+    with pytest.raises(
+        ValueError, match=r"must sum to 1 \(within 0\.0001\); row \d+ sums to .*renormalise them"
+    ):
+        calibration_errors(probs.astype(np.float32), labels)
+    with pytest.raises(ValueError, match=r"within 0\.0039 for its dtype.*Apply a softmax first"):
+        calibration_errors((probs * 0.95).astype(np.float16), labels)

@@ -56,3 +56,62 @@ def test_adjust_to_prior_is_bayes_rule():
 def test_bad_input(train_prior, kwargs, message):
     with pytest.raises(ValueError, match=message):
         estimate_prior(np.full((2, 3), 1 / 3), train_prior, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "to_prior, message",
+    [
+        ([1.0, 0.0], r"every entry of `to_prior` must be a positive finite probability, got "
+         r"\[1\.0, 0\.0\]"),
+        ([-3.0, 4.0], r"every entry of `to_prior` must be a positive finite probability"),
+        ([0.2, 0.3, 0.5], r"`to_prior` must have 2 entries \(one per class\), got 3"),
+        ([0.4, 0.4], r"`to_prior` must sum to 1, got sum 0\.8"),
+    ],
+)
+def test_adjust_to_prior_refuses_bad_priors(to_prior, message):
+    with pytest.raises(ValueError, match=message):
+        adjust_to_prior([[0.0, 1.0], [0.6, 0.4]], [0.5, 0.5], to_prior)
+
+
+def test_adjust_to_prior_refuses_bad_probs_and_from_prior():
+    with pytest.raises(ValueError, match=r"rows of `probs` must sum to 1.*row 0 sums to 1\.1"):
+        adjust_to_prior([[0.5, 0.6]], [0.5, 0.5], [0.2, 0.8])
+    with pytest.raises(ValueError, match=r"every entry of `from_prior` must be a positive"):
+        adjust_to_prior([[0.5, 0.5]], [1.0, 0.0], [0.2, 0.8])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tol": 0.0}, r"`tol` must be a positive finite number, got 0\.0"),
+        ({"tol": -1e-3}, r"`tol` must be a positive finite number, got -0\.001"),
+        ({"tol": np.nan}, r"`tol` must be a positive finite number, got nan"),
+        ({"max_iter": 2.7}, r"`max_iter` must be a positive integer, got 2\.7"),
+    ],
+)
+def test_estimate_prior_bad_tol_and_max_iter(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        estimate_prior(np.full((2, 3), 1 / 3), [0.2, 0.3, 0.5], **kwargs)
+
+
+def test_estimate_prior_warns_when_it_stops_at_max_iter():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]])
+    with pytest.warns(UserWarning, match=r"EM stopped at `max_iter`=2 iterations before conv"):
+        estimate = estimate_prior(probs, [0.5, 0.5], max_iter=2)
+    assert not estimate.converged and estimate.n_iter == 2
+
+
+def test_em_step_matches_the_plain_reweighting_loop():
+    # Independent reference: Saerens et al.'s EM written out with an explicit loop.
+    rng = np.random.default_rng(1)
+    probs = softmax(rng.normal(scale=2.0, size=(300, 6)), axis=1)
+    train_prior = np.full(6, 1 / 6)
+    prior = train_prior.copy()
+    for _ in range(7):
+        weighted = probs * prior / train_prior
+        prior = (weighted / weighted.sum(axis=1, keepdims=True)).mean(axis=0)
+    with pytest.warns(UserWarning, match="EM stopped"):
+        estimate = estimate_prior(probs, train_prior, max_iter=7)
+    np.testing.assert_allclose(estimate.prior, prior, rtol=1e-12)
+    expected = probs * estimate.prior / train_prior
+    np.testing.assert_allclose(estimate.probs, expected / expected.sum(1, keepdims=True))

@@ -1,4 +1,5 @@
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -88,3 +89,49 @@ def test_degenerate_inputs_converge_with_warning():
 def test_bad_input(logits, labels, kwargs, message):
     with pytest.raises(ValueError, match=message):
         fit_temperature(logits, labels, **kwargs)
+
+
+def test_one_class_is_refused():
+    with pytest.raises(
+        ValueError, match=r"`logits` must have at least 2 columns \(one per class\), got shape "
+        r"\(3, 1\); with one class there is nothing to calibrate"
+    ):
+        fit_temperature(np.zeros((3, 1)), [0, 0, 0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_iter": 0}, r"`max_iter` must be a positive integer, got 0"),
+        ({"max_iter": -5}, r"`max_iter` must be a positive integer, got -5"),
+        ({"max_iter": 2.5}, r"`max_iter` must be a positive integer, got 2.5"),
+        ({"tol": -1.0}, r"`tol` must be a finite number >= 0, got -1.0"),
+        ({"tol": np.nan}, r"`tol` must be a finite number >= 0, got nan"),
+    ],
+)
+def test_bad_max_iter_and_tol(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit_temperature([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], [0, 1, 1], **kwargs)
+
+
+def _overlapping(seed=0, temperature=1.7, n=2000):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=3.0, size=(n, 5))
+    probs = np.exp(log_softmax(logits / temperature, axis=1))
+    return logits, (rng.random((n, 1)) > probs.cumsum(1)).sum(1)
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e300, 1e-150])
+def test_temperature_scales_with_the_logits(scale):
+    # NLL(softmax(c z / (c T))) = NLL(softmax(z / T)): the optimum for c z is c T.
+    logits, labels = _overlapping()
+    reference = fit_temperature(logits, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow, no bound warning
+        assert fit_temperature(logits * scale, labels) == pytest.approx(scale * reference, rel=1e-9)
+
+
+def test_stopping_at_max_iter_warns():
+    logits, labels = _overlapping()
+    with pytest.warns(UserWarning, match=r"stopped after `max_iter`=1 steps before converging"):
+        fit_temperature(logits, labels, max_iter=1)

@@ -1,10 +1,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from scipy.special import softmax
 
 from calibkeras.calibration import calibration_errors, fit_temperature
 from calibkeras.callbacks import CalibrationMonitor, TemperatureCalibration, calibrate_temperature
+from calibkeras.data import LabeledDataset
 from calibkeras.layers import PriorShift, TemperatureScaling
 from calibkeras.losses import LogitAdjustedCrossentropy
 
@@ -102,3 +104,59 @@ def test_bad_prior_argument(data):
     with pytest.raises(ValueError, match=r"classes \[2\] have no examples"):
         keep = y_val != 2
         calibrate_temperature(model, (x_val[keep], y_val[keep]), prior="validation")
+
+
+# ------------------------------------------------ data whose classes are not the model's
+
+
+def _labeled(x, y, class_names):
+    return LabeledDataset(
+        dataset=tf.data.Dataset.from_tensor_slices((x, y)).batch(100),
+        class_names=class_names,
+        class_counts=np.bincount(y, minlength=3),
+        prior=np.bincount(y, minlength=3) / len(y),
+        file_paths=(),
+        labels=y,
+        num_examples=len(y),
+        batch_size=100,
+        image_size=(1, 1),
+        sampling="natural",
+    )
+
+
+def _named_model(counts):
+    inputs = keras.Input((6,))
+    scaled = TemperatureScaling(name="temperature")(keras.layers.Dense(3, name="logits")(inputs))
+    shift = PriorShift(class_counts=counts, class_names=NAMES, name="prior_shift")
+    model = keras.Model(inputs, shift(scaled))
+    model.get_layer("temperature").trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=LogitAdjustedCrossentropy(counts))
+    return model
+
+
+NAMES = ("cake", "soda", "soup")
+REORDERED = r"`validation_data` has the classes \['soda', 'cake', 'soup'\] but the model's " \
+    r"classes are \['cake', 'soda', 'soup'\] \(the same names in another order"
+
+
+def test_calibrate_temperature_refuses_data_with_other_classes(data):
+    x, y, x_val, y_val = data
+    model = _named_model(np.bincount(y, minlength=3))
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    with pytest.raises(ValueError, match=REORDERED):
+        calibrate_temperature(model, _labeled(x_val, y_val, ("soda", "cake", "soup")))
+    assert model.get_layer("temperature").temperature == 1.0  # not fitted
+    temperature = calibrate_temperature(model, _labeled(x_val, y_val, NAMES))
+    assert model.get_layer("temperature").temperature == pytest.approx(temperature)
+    assert 0.1 < temperature < 10
+
+
+@pytest.mark.parametrize("callback", [TemperatureCalibration, CalibrationMonitor])
+def test_callbacks_refuse_data_with_other_classes_before_training(data, callback):
+    x, y, x_val, y_val = data
+    model = _named_model(np.bincount(y, minlength=3))
+    kernel = model.get_layer("logits").kernel.numpy()
+    with pytest.raises(ValueError, match=REORDERED):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[callback(_labeled(x_val, y_val, ("soda", "cake", "soup")))])
+    np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), kernel)

@@ -1,4 +1,6 @@
+import codecs
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -340,3 +342,200 @@ def test_all_images_bad_is_an_error_even_when_skipping(image_table):
         dataset_from_csv(
             csv_path, image_size=SIZE, image_root=csv_path.parent / "images", on_bad_image="skip"
         )
+
+
+# ------------------------------------------- labels and lines that must not pass silently
+
+
+def _two_images(tmp_path, write_image):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png")
+
+
+@pytest.mark.parametrize("marker", ["NaN", "nan", "NA", "null", "None", "N/A"])
+def test_missing_value_markers_are_refused_naming_the_line(
+    tmp_path, write_image, write_csv, marker
+):
+    _two_images(tmp_path, write_image)
+    write_csv(tmp_path / "t.csv", ["filepath", "label"], [["a.png", "cat"], ["b.png", marker]])
+    with pytest.raises(
+        ValueError,
+        match=rf"`label_column` 'label' of t\.csv holds missing-value markers instead of "
+        rf"labels: '{re.escape(marker)}' \(line 3\); every row needs a real label",
+    ):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+
+
+def test_missing_value_marker_is_a_class_when_listed_in_class_names(
+    tmp_path, write_image, write_csv
+):
+    _two_images(tmp_path, write_image)
+    write_csv(tmp_path / "t.csv", ["filepath", "label"], [["a.png", "cat"], ["b.png", "None"]])
+    data = dataset_from_csv(tmp_path / "t.csv", image_size=SIZE, class_names=["None", "cat"])
+    np.testing.assert_array_equal(data.labels, [1, 0])
+
+
+def test_one_number_written_two_ways_is_refused(tmp_path, write_image, write_csv):
+    _two_images(tmp_path, write_image)
+    rows = [["a.png", "0"], ["b.png", "1"], ["a.png", "dog"], ["b.png", "1.0"]]
+    write_csv(tmp_path / "t.csv", ["filepath", "label"], rows)
+    with pytest.raises(
+        ValueError,
+        match=r"writes one number two ways: '1' \(line 3\) and '1\.0' \(line 5\) would become "
+        r"two classes\. Write every label the same way",
+    ):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+
+
+def test_duplicated_label_header_is_refused(tmp_path, write_image, write_csv):
+    _two_images(tmp_path, write_image)
+    rows = [["a.png", "x", "y"], ["b.png", "y", "x"]]
+    write_csv(tmp_path / "t.csv", ["filepath", "label", "label"], rows)
+    with pytest.raises(
+        ValueError,
+        match=r"`label_column` 'label' names 2 columns of '.*t\.csv' \(columns 2, 3\); the "
+        r"header must name each column once",
+    ):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+
+
+def test_duplicated_dataframe_column_is_refused(tmp_path, write_image):
+    _two_images(tmp_path, write_image)
+    frame = pd.DataFrame([["a.png", "x", "y"]], columns=["filepath", "label", "label"])
+    with pytest.raises(ValueError, match=r"`label_column` 'label' names 2 columns of the DataFr"):
+        dataset_from_dataframe(frame, image_root=tmp_path, image_size=SIZE)
+
+
+def test_huge_label_cell_is_refused_with_a_short_message(tmp_path, write_image, write_csv):
+    _two_images(tmp_path, write_image)
+    write_csv(tmp_path / "t.csv", ["filepath", "label"], [["a.png", "x"], ["b.png", "y" * 10**6]])
+    with pytest.raises(ValueError) as error:
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE, class_names=["x", "y"])
+    message = str(error.value)
+    assert "longer than 256 characters on line 3 (1,000,000 characters)" in message
+    assert len(message) < 400
+
+
+def test_huge_path_cell_gives_a_short_message(tmp_path, write_image, write_csv):
+    _two_images(tmp_path, write_image)
+    write_csv(tmp_path / "t.csv", ["filepath", "label"], [["a.png", "x"], ["z" * 10**6, "x"]])
+    with pytest.raises(FileNotFoundError) as error:
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+    message = str(error.value)
+    assert "line 3: '" in message and "...: file not found" in message
+    assert len(message) < 800
+
+
+def test_integer_labels_far_beyond_the_rows_are_refused(tmp_path, write_image, write_csv):
+    _two_images(tmp_path, write_image)
+    write_csv(tmp_path / "t.csv", ["filepath", "label"], [["a.png", 0], ["b.png", 2**63]])
+    with pytest.raises(
+        ValueError, match=rf"integer label {2**63} \(line 3\) of t\.csv is not below the number "
+        r"of rows \(2\)"
+    ):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+    with pytest.raises(ValueError, match=rf"must lie in \[0, 2\).*got {2**63} \(line 3\)"):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE, class_names=["a", "b"])
+
+
+def test_trailing_comma_on_every_row(tmp_path, write_image):
+    _two_images(tmp_path, write_image)
+    (tmp_path / "t.csv").write_text("filepath,label\na.png,x,\nb.png,y,\na.png,,\n")
+    with pytest.raises(ValueError, match=r"'label' is empty on line 4 of t\.csv; every row"):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+    (tmp_path / "t.csv").write_text("filepath,label\na.png,x,\nb.png,y,\n")
+    data = dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+    assert data.class_names == ("x", "y")
+    assert data.file_paths == (str(tmp_path / "a.png"), str(tmp_path / "b.png"))
+
+
+def test_extra_cells_are_refused_naming_the_line(tmp_path, write_image):
+    _two_images(tmp_path, write_image)
+    (tmp_path / "t.csv").write_text("filepath,label\na.png,x\nb.png,dog, cat\n")
+    with pytest.raises(
+        ValueError, match=r"line 3 of '.*t\.csv' has 3 cells but the header has 2 columns"
+    ):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_lines_after_a_multi_line_cell_are_the_editors_lines(tmp_path, write_image, newline):
+    _two_images(tmp_path, write_image)
+    lines = ["filepath,label,note", 'a.png,x,"first', 'second"', "b.png,y,z", "missing.png,x,z"]
+    (tmp_path / "t.csv").write_bytes(newline.join(lines).encode() + newline.encode())
+    assert lines[4].startswith("missing.png")  # line 5 in an editor
+    with pytest.raises(FileNotFoundError, match=r"\n  line 5: .*missing\.png: file not found"):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+
+
+def test_non_utf8_bytes_are_reported_by_line_and_column(tmp_path):
+    content = b"filepath,label\r\na.png,x\r\nb.png,caf\xe9\r\n"
+    (tmp_path / "t.csv").write_bytes(codecs.BOM_UTF8 + content)
+    with pytest.raises(
+        ValueError,
+        match=r"`csv_path` '.*t\.csv' is not UTF-8 text: line 3, column 10 holds the byte "
+        r"0xe9, which is not UTF-8\. Save the file as UTF-8",
+    ):
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+
+
+# ------------------------------------------------------- paths that leave the image root
+
+
+@pytest.fixture
+def escaping_table(tmp_path, write_image):
+    """A root with one image inside, and rows that reach outside by '..', an absolute
+    path and a symbolic link."""
+    root = tmp_path / "root"
+    write_image(root / "inside.png")
+    outside = write_image(tmp_path / "secret" / "outside.png")
+    (root / "link.png").symlink_to(outside)
+    (root / "alias.png").symlink_to(root / "inside.png")  # a link that stays inside
+    rows = [
+        ["inside.png", "x"],
+        ["../secret/outside.png", "x"],
+        [str(outside), "y"],
+        ["link.png", "y"],
+        ["alias.png", "x"],
+    ]
+    lines = ["filepath,label"] + [",".join(row) for row in rows]
+    (root / "t.csv").write_text("\n".join(lines) + "\n")
+    return root, outside
+
+
+def test_paths_may_leave_the_root_by_default(escaping_table):
+    root, outside = escaping_table
+    data = dataset_from_csv(root / "t.csv", image_size=SIZE)
+    assert data.file_paths == (
+        str(root / "inside.png"), str(outside), str(outside), str(root / "link.png"),
+        str(root / "alias.png"),
+    )
+
+
+def test_confine_to_image_root_refuses_paths_that_leave_it(escaping_table):
+    root, outside = escaping_table
+    with pytest.raises(ValueError) as error:
+        dataset_from_csv(root / "t.csv", image_size=SIZE, confine_to_image_root=True)
+    assert str(error.value).splitlines() == [
+        f"3 image paths in t.csv leave the image root '{root}', which "
+        "`confine_to_image_root=True` forbids:",
+        "  line 3: '../secret/outside.png' leads outside through '..'",
+        f"  line 4: '{outside}' is an absolute path outside it",
+        "  line 5: 'link.png' leads outside through a symbolic link",
+        "Use paths relative to the root that stay inside it, or pass "
+        "confine_to_image_root=False if the CSV comes from someone allowed to read any file "
+        "this program can",
+    ]
+
+
+def test_confined_paths_inside_the_root_are_read_resolved(tmp_path, escaping_table):
+    root, _ = escaping_table
+    frame = pd.DataFrame(
+        {"filepath": ["inside.png", "alias.png", str(root / "inside.png"), "sub/../inside.png"],
+         "label": ["x", "y", "x", "y"]}
+    )
+    data = dataset_from_dataframe(frame, image_root=root, image_size=SIZE,
+                                  confine_to_image_root=True)
+    assert data.file_paths == (os.path.realpath(root / "inside.png"),) * 4
+    with pytest.raises(ValueError, match=r"`confine_to_image_root` must be True or False, got 1"):
+        dataset_from_dataframe(frame, image_root=root, confine_to_image_root=1)

@@ -137,11 +137,84 @@ def test_undecodable_bytes_raise_in_graph_too():
     def serve(batch):
         return decode_images(batch, (4, 4))
 
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
-        serve(tf.constant([b"garbage"]))
+    # Without a pixel limit a format without a readable header still reaches the decoder
+    # (JPEG XL decodes that way); the element is named.
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[1\] could not be decoded: its data are truncated or "
+                             r"corrupt, or it is not a JPEG, PNG, GIF, BMP or WebP file"):
+        serve(tf.constant([encode(random_pixels((3, 3, 3)), "PNG"), b"garbage"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\] is empty"):
+        serve(tf.constant([b""]))
 
 
 @pytest.mark.parametrize("image_size", [(0, 4), (4,), "4x4", (4.0, 4), None, (True, 4)])
 def test_bad_image_size_is_rejected(image_size):
     with pytest.raises(ValueError, match="`image_size` must be a pair of positive integers"):
         decode_image(b"", image_size)
+
+
+# --- declared sizes and the pixel limit (read before decoding) ---
+
+
+@pytest.mark.parametrize(
+    ("image_format", "options"),
+    [("PNG", {}), ("JPEG", {}), ("JPEG", {"progressive": True}), ("GIF", {}), ("BMP", {}),
+     ("WEBP", {}), ("WEBP", {"lossless": True})],
+)
+def test_declared_shape_is_the_size_pil_reads(image_format, options):
+    from calibkeras.data.preprocessing import declared_image_shape
+
+    data = encode(random_pixels((37, 23, 3)), image_format, **options)
+    width, height = Image.open(io.BytesIO(data)).size
+    status, h, w, pixels = (int(v) for v in declared_image_shape(data))
+    assert (status, h, w, pixels) == (0, height, width, height * width)
+
+
+def animated_gif(frame_size, frames, screen=None):
+    """A GIF of ``frames`` frames of ``frame_size`` (w, h); ``screen`` rewrites the
+    logical screen size in the header."""
+    import struct
+
+    images = [Image.new("RGB", frame_size, (40 * i % 256, 90, 200)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=50)
+    data = bytearray(buffer.getvalue())
+    if screen is not None:
+        data[6:10] = struct.pack("<HH", *screen)
+    return bytes(data)
+
+
+def test_gif_frames_all_count_toward_the_pixel_limit():
+    from calibkeras.data.preprocessing import declared_image_shape
+
+    data = animated_gif((30, 20), 7)
+    assert Image.open(io.BytesIO(data)).n_frames == 7
+    assert [int(v) for v in declared_image_shape(data)] == [0, 20, 30, 7 * 600]
+    assert decode_images(tf.constant([data]), (4, 4), max_pixels=7 * 600).shape == (1, 4, 4, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[0\] is too large: it declares 20 x 30 pixels "
+                             r"\(4200 pixels in all frames\), more than the limit of 4199"):
+        decode_images(tf.constant([data]), (4, 4), max_pixels=4199)
+
+
+def test_gif_frame_larger_than_its_screen_is_counted():
+    # TensorFlow decodes the frame at its own size (4000 x 3000 here) whatever the
+    # screen says: a 1 x 1 screen must not get it past the limit.
+    data = animated_gif((4000, 3000), 1, screen=(1, 1))
+    assert len(data) < 20_000
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\] is too large"):
+        decode_images(tf.constant([data]), (4, 4), max_pixels=10_000_000)
+
+
+def test_truncated_gif_structure_is_refused_naming_the_element():
+    data = animated_gif((30, 20), 3)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[1\] could not be decoded: it is truncated"):
+        decode_images(tf.constant([data, data[: len(data) // 2]]), (4, 4), max_pixels=10**6)
+
+
+def test_decode_images_checks_max_pixels_and_allows_an_empty_batch():
+    assert decode_images(tf.constant([], tf.string), (4, 5), max_pixels=9).shape == (0, 4, 5, 3)
+    assert decode_images(tf.constant([], tf.string), (4, 5)).shape == (0, 4, 5, 3)
+    with pytest.raises(ValueError, match=r"`max_pixels` must be a positive integer, got 0"):
+        decode_images(tf.constant([b""]), (4, 5), max_pixels=0)

@@ -90,18 +90,18 @@ def test_predictions_and_calibrate_temperature_on_fixed_weights_match(results):
     single, mirrored = results["single_score"], results["mirrored_score"]
     outputs_single = np.asarray(single["outputs"])
     outputs_mirrored = np.asarray(mirrored["outputs"])
-    assert outputs_mirrored.shape == outputs_single.shape == (49, 3)
+    assert outputs_mirrored.shape == outputs_single.shape == (50, 3)
     np.testing.assert_allclose(outputs_mirrored, outputs_single, rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(mirrored["balanced_logits"], single["balanced_logits"],
                                rtol=1e-6, atol=1e-5)
-    assert np.shape(mirrored["balanced_logits"]) == (49, 3)
+    assert np.shape(mirrored["balanced_logits"]) == (50, 3)
     assert mirrored["temperature"] == pytest.approx(single["temperature"], rel=1e-5)
 
 
 def test_decision_layer_other_losses_and_classwise_ece_match(results):
     single, mirrored = results["single_other"], results["mirrored_other"]
     assert mirrored["decision"] == single["decision"]
-    assert len(single["decision"]) == 49
+    assert len(single["decision"]) == 50
     # float32 expected costs up to 5: allow float32 rounding relative to the value.
     np.testing.assert_allclose(mirrored["expected_cost"], single["expected_cost"],
                                rtol=1e-6, atol=1e-6)

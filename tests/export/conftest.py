@@ -23,7 +23,8 @@ ABSTAIN_COST = 0.7
 
 def _build_classifier(seed=0, temperature=1.7, image_size=IMAGE_SIZE,
                       class_names=CLASS_NAMES, class_counts=CLASS_COUNTS):
-    """Input -> RefuseEmptyBatch -> Rescaling -> Conv2D -> GAP -> Dense "logits" -> temperature -> prior shift.
+    """Input -> RefuseEmptyBatch -> Rescaling -> Conv2D -> GAP -> Dense "logits" ->
+    temperature -> prior shift.
 
     Seeded initialisers, so two calls with one seed give the same weights.
     """

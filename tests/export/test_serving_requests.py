@@ -38,7 +38,7 @@ LOG_PRIOR = np.log(np.full(3, 1 / 3, dtype=np.float32))
         ("predict_image_bytes", {"image_bytes": np.array([png(), png(), png()[:40]], object)},
          r"image_bytes\[2\] could not be decoded: its data are truncated or corrupt"),
         ("predict_image_bytes", {"image_bytes": np.array([png(), png()[:20]], object)},
-         r"image_bytes\[1\] could not be decoded: its header is truncated"),
+         r"image_bytes\[1\] could not be decoded: it is truncated or its header is corrupt"),
         ("serving_default", {"images": np.where(images() > 0, np.nan, 0).astype(np.float32)},
          r"`images` must be finite \(no NaN or inf pixels\)"),
         ("decide", {"images": np.full((1, 16, 16, 3), np.inf, np.float32)},

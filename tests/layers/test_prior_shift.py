@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from calibkeras.layers import PriorShift
+from calibkeras.layers.prior_shift import check_data_classes
 
 
 def test_adds_log_prior():
@@ -73,3 +74,64 @@ def test_wrong_prior_length_in_set_prior_and_wrong_input():
         layer.set_prior([0.5, 0.5])
     with pytest.raises(ValueError, match=r"prior over 3 classes but its input has 4 logits"):
         layer(np.zeros((1, 4), "float32"))
+
+
+# ------------------------------------------------ data whose classes are not the model's
+
+
+class _Named:
+    """Stands for a LabeledDataset: only `class_names` matters to the check."""
+
+    def __init__(self, class_names):
+        self.class_names = tuple(class_names)
+
+
+def _model(class_names=None, num_classes=3):
+    inputs = keras.Input((4,))
+    shift = PriorShift(num_classes=num_classes, class_names=class_names, name="prior_shift")
+    return keras.Model(inputs, shift(keras.layers.Dense(num_classes)(inputs)))
+
+
+def test_data_classes_that_match_pass():
+    check_data_classes(_model(["cat", "dog", "eel"]), _Named(["cat", "dog", "eel"]), "data")
+    check_data_classes(_model(["cat", "dog", "eel"]), object(), "data")  # no names: nothing
+    check_data_classes(_model(None), _Named(["a", "b", "c"]), "data")  # model without names
+
+
+@pytest.mark.parametrize(
+    "data_names, message",
+    [
+        (
+            ["cat", "eel", "dog"],
+            r"`validation_data` has the classes \['cat', 'eel', 'dog'\] but the model's "
+            r"classes are \['cat', 'dog', 'eel'\] \(the same names in another order; id 1 is "
+            r"'eel' in `validation_data` and 'dog' in the model\)\. Load the data with the "
+            r"model's classes",
+        ),
+        (
+            ["cat", "dog"],
+            r"\(2 classes against 3; id 2 is absent in `validation_data` and 'eel' in the model\)",
+        ),
+        (["cat", "dog", "fox"], r"\(other names; id 2 is 'fox' in `validation_data` and 'eel'"),
+    ],
+)
+def test_data_with_other_classes_is_refused_naming_both_lists(data_names, message):
+    with pytest.raises(ValueError, match=message):
+        check_data_classes(_model(["cat", "dog", "eel"]), _Named(data_names), "validation_data")
+
+
+def test_class_count_is_compared_when_the_model_has_no_names():
+    with pytest.raises(
+        ValueError, match=r"`data` has 2 classes \['a', 'b'\] but the model predicts 3\."
+    ):
+        check_data_classes(_model(None), _Named(["a", "b"]), "data")
+
+
+def test_long_class_lists_are_cut_in_the_message():
+    names = [f"class_{k:04d}_" + "x" * 50 for k in range(1000)]
+    other = names[:999] + ["different"]
+    with pytest.raises(ValueError) as error:
+        check_data_classes(_model(names, 1000), _Named(other), "data")
+    message = str(error.value)
+    assert "id 999 is 'different' in `data` and 'class_0999_xxx" in message
+    assert len(message) < 800

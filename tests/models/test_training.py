@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from calibkeras.models import build_classifier, fine_tune, fit_calibrated
+from calibkeras.data import LabeledDataset
+from calibkeras.models import build_classifier, fine_tune, fit_calibrated, train_head
+from calibkeras.models.inference import predict_balanced_logits
 
 
 @pytest.fixture
@@ -113,3 +115,58 @@ def test_bad_options_fail_before_any_training(data, kwargs, message):
     with pytest.raises(ValueError, match=message):
         fit_calibrated(model, dataset, dataset, counts, head_epochs=1, verbose=0, **kwargs)
     np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), kernel)
+
+
+# ------------------------------------------------ data whose classes are not the model's
+
+NAMES = ("cake", "soda", "soup")
+
+
+def _labeled(dataset, counts, class_names):
+    return LabeledDataset(
+        dataset=dataset, class_names=class_names, class_counts=counts,
+        prior=counts / counts.sum(), file_paths=(), labels=np.zeros(0, np.int32),
+        num_examples=int(counts.sum()), batch_size=16, image_size=(32, 32),
+        sampling="natural",
+    )
+
+
+@pytest.mark.parametrize(
+    "which, names, message",
+    [
+        ("validation", ("soda", "cake", "soup"),
+         r"`validation_data` has the classes \['soda', 'cake', 'soup'\] but the model's "
+         r"classes are \['cake', 'soda', 'soup'\] \(the same names in another order"),
+        ("train", ("cake", "soda", "tea"),
+         r"`train_data` has the classes \['cake', 'soda', 'tea'\] but the model's classes "
+         r"are \['cake', 'soda', 'soup'\] \(other names; id 2 is 'tea'"),
+    ],
+)
+def test_fit_calibrated_refuses_data_with_other_classes_before_training(
+    data, which, names, message
+):
+    dataset, counts = data
+    model = build_classifier(3, weights=None, image_size=32, class_counts=counts,
+                             class_names=NAMES)
+    kernel = model.get_layer("logits").kernel.numpy()
+    good, bad = _labeled(dataset, counts, NAMES), _labeled(dataset, counts, names)
+    train, validation = (good, bad) if which == "validation" else (bad, good)
+    with pytest.raises(ValueError, match=message):
+        fit_calibrated(model, train, validation, counts, head_epochs=1, fine_tune_epochs=1,
+                       verbose=0)
+    with pytest.raises(ValueError, match=message):
+        train_head(model, train, counts, 1, validation_data=validation, verbose=0)
+    np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), kernel)
+    assert model.get_layer("temperature").temperature == 1.0
+
+
+def test_predict_balanced_logits_refuses_data_with_other_classes(data):
+    dataset, counts = data
+    model = build_classifier(3, weights=None, image_size=32, class_counts=counts,
+                             class_names=NAMES)
+    with pytest.raises(
+        ValueError, match=r"`data` has the classes \['soup', 'soda', 'cake'\] but the model's"
+    ):
+        predict_balanced_logits(model, _labeled(dataset, counts, ("soup", "soda", "cake")))
+    logits, labels = predict_balanced_logits(model, _labeled(dataset, counts, NAMES))
+    assert logits.shape == (48, 3) and labels.shape == (48,)
