@@ -219,8 +219,11 @@ def bin_statistics(confidences, outcomes, num_bins, sample_weight=None):
     length = num_groups * num_bins
 
     def total(values):
-        values = None if values is None else ops.reshape(values, (-1,))
-        sums = ops.bincount(flat, weights=values, minlength=length)
+        # segment_sum with a fixed num_segments, not bincount, whose output length
+        # depends on the data: XLA (jit_compile=True, Keras' default on one GPU) needs
+        # a compile-time shape.
+        values = ops.ones_like(flat, dtype=dtype) if values is None else ops.reshape(values, (-1,))
+        sums = ops.segment_sum(values, flat, num_segments=length)
         return ops.reshape(ops.cast(sums, dtype), (num_groups, num_bins))
 
     if sample_weight is None:
@@ -272,8 +275,8 @@ def class_recall_counts(y_true, y_pred, sample_weight=None):
     else:
         weights = ops.cast(ops.reshape(sample_weight, (-1,)), dtype)
     hits = weights * ops.cast(ops.equal(labels, predicted), dtype)
-    support = ops.bincount(labels, weights=weights, minlength=num_classes)
-    correct = ops.bincount(labels, weights=hits, minlength=num_classes)
+    support = ops.segment_sum(weights, labels, num_segments=num_classes)  # XLA: fixed shape
+    correct = ops.segment_sum(hits, labels, num_segments=num_classes)
     return ops.cast(support, dtype), ops.cast(correct, dtype)
 
 

@@ -110,26 +110,27 @@ def decode_image(image_bytes, image_size):
     return image
 
 
-#: The largest image, in pixels (height x width, each frame of an animated GIF), that
-#: the image-bytes serving signature decodes by default: 50 megapixels (an 8660 x 5773
-#: photo). Decoding takes 3 bytes a pixel before the resize.
+#: The largest image, in decoded pixels, that the image-bytes serving signature decodes
+#: by default: 50 megapixels (an 8660 x 5773 photo, 150 MB of RGB before the resize).
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 
-#: Formats whose declared size :func:`declared_image_shape` reads from the header.
-HEADER_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+#: The longest GIF file, in bytes, whose frames are counted; a longer one is refused
+#: when a pixel limit applies. Counting walks the whole file: on 2 cores a crafted GIF
+#: of 4 MiB took 1.8 s and 460 MB, so 2 MiB bounds the check near 1 s and 250 MB.
+MAX_GIF_BYTES = 2 * 2**20
 
-#: Markers a JPEG may hold before its frame header: at most this many are walked.
-_MAX_JPEG_SEGMENTS = 10_000
 _HEADER_PADDING = 32  # zero bytes appended so fixed-offset header reads stay in range
 
 # Status codes of declared_image_shape, and the message of each (after "image_bytes[i] ").
-_OK, _EMPTY, _UNKNOWN, _TRUNCATED, _ZERO = 0, 1, 2, 3, 4
+_OK, _EMPTY, _UNKNOWN, _CORRUPT, _ZERO, _LONG_GIF = 0, 1, 2, 3, 4, 5
+_TOO_LARGE = -1  # set by decode_images
 _STATUS_MESSAGES = (
     "",
     "is empty (0 bytes)",
     "is not a JPEG, PNG, GIF, BMP or WebP file (unknown format)",
     "could not be decoded: it is truncated or its header is corrupt",
     "could not be decoded: its header declares a size of 0 pixels",
+    f"is a GIF of more than {MAX_GIF_BYTES} bytes, too long to check its frames",
 )
 
 
@@ -143,63 +144,18 @@ def _unsigned(data, offset, length, big_endian):
     return tf.reduce_sum(values * weights)
 
 
-def _jpeg_shape(data, size):
-    """``(height, width, found)`` from the first frame header (SOFn) of a JPEG."""
+def _gif_decoded_pixels(data, size):
+    """``(pixels, complete)``: what TensorFlow decodes a GIF to, from its block chain.
 
-    def byte(offset):
-        return _unsigned(data, offset, 1, big_endian=True)
-
-    def keep_going(offset, height, width, done):
-        return tf.logical_and(tf.logical_not(done), offset + 9 <= size)
-
-    def step(offset, height, width, done):
-        marker = byte(offset + 1)
-        is_marker = tf.equal(byte(offset), 0xFF)
-        fill = tf.logical_and(is_marker, tf.equal(marker, 0xFF))
-        standalone = tf.logical_and(
-            is_marker,
-            tf.logical_or(tf.equal(marker, 0x01), tf.logical_and(marker >= 0xD0, marker <= 0xD7)),
-        )
-        frame = tf.logical_and(
-            is_marker,
-            tf.logical_and(
-                tf.logical_and(marker >= 0xC0, marker <= 0xCF),
-                tf.logical_not(tf.reduce_any(tf.equal(marker, [0xC4, 0xC8, 0xCC]))),
-            ),
-        )
-        length = _unsigned(data, offset + 2, 2, big_endian=True)
-        height = tf.where(frame, _unsigned(data, offset + 5, 2, big_endian=True), height)
-        width = tf.where(frame, _unsigned(data, offset + 7, 2, big_endian=True), width)
-        # No frame header before the scan data or the end of the image: give up.
-        lost = tf.logical_or(
-            tf.logical_not(is_marker), tf.reduce_any(tf.equal(marker, [0xD9, 0xDA]))
-        )
-        skip = tf.where(fill, tf.constant(1, tf.int64),
-                        tf.where(standalone, tf.constant(2, tf.int64), 2 + length))
-        done = tf.logical_or(frame, lost)
-        return offset + skip, height, width, done
-
-    minus_one = tf.constant(-1, tf.int64)
-    _, height, width, _ = tf.while_loop(
-        keep_going,
-        step,
-        (tf.constant(2, tf.int64), minus_one, minus_one, tf.constant(False)),
-        maximum_iterations=_MAX_JPEG_SEGMENTS,
-    )
-    return height, width
-
-
-def _gif_frames(data, size):
-    """``(frames, largest frame area, complete)`` of a GIF, from its block structure.
-
-    TensorFlow decodes every frame of a GIF, each at the size its image descriptor
-    declares (which may exceed the logical screen), so both count. A GIF is a chain of
-    blocks (extensions ``0x21`` and images ``0x2C``, each followed by a chain of data
-    sub-blocks, up to the trailer ``0x3B``); the chains are followed for every byte
-    position at once by pointer doubling (``log2(size)`` rounds of gathers), so the cost
-    is a few vector passes over the bytes, whatever the file holds. ``complete`` is
-    False when the chain does not end at a trailer inside the data (truncated or not a
-    GIF).
+    TensorFlow decodes every frame onto one canvas as wide as the widest frame and as
+    tall as the tallest (the logical screen is not what it uses), so the decoded pixels
+    are ``frames x max(widths) x max(heights)``, taken here at least as large as the
+    logical screen. A GIF is a chain of blocks (extensions ``0x21`` and images
+    ``0x2C``, each followed by a chain of data sub-blocks) up to the trailer ``0x3B``;
+    the chains are followed for every byte position at once by pointer doubling
+    (``log2(size)`` rounds of gathers), so the cost is a few vector passes over the
+    bytes whatever the file holds. ``complete`` is False when the chain does not end at
+    a trailer, or exactly at the end of the data (some encoders omit the trailer).
     """
     values = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
     length = tf.shape(values)[0]  # the data and its zero padding
@@ -211,19 +167,19 @@ def _gif_frames(data, size):
     def at(offsets):
         return tf.gather(values, tf.minimum(offsets, last))
 
-    def follow(pointers, *sums_and_maxima):
-        """Pointer doubling: where each chain ends, and (optionally) the sum and the
-        maximum of two per-position values along it."""
+    def follow(pointers, total=None, maxima=()):
+        """Pointer doubling: where each chain ends, with the sum of ``total`` and the
+        maximum of each of ``maxima`` along it."""
 
-        def step(i, pointers, *values):
+        def step(i, pointers, *carried):
             doubled = [tf.gather(pointers, pointers)]
-            if values:
-                total, largest = values
-                doubled += [total + tf.gather(total, pointers),
-                            tf.maximum(largest, tf.gather(largest, pointers))]
+            if carried:
+                doubled.append(carried[0] + tf.gather(carried[0], pointers))
+                doubled += [tf.maximum(m, tf.gather(m, pointers)) for m in carried[1:]]
             return (i + 1, *doubled)
 
-        return tf.while_loop(lambda i, *_: i < rounds, step, (0, pointers, *sums_and_maxima))[1:]
+        carried = () if total is None else (total, *maxima)
+        return tf.while_loop(lambda i, *_: i < rounds, step, (0, pointers, *carried))[1:]
 
     # Data sub-blocks: a size byte n > 0 and n bytes, until a size byte 0 (the fixed point).
     zeros = tf.zeros_like(positions)
@@ -234,54 +190,56 @@ def _gif_frames(data, size):
     def after_run(start):  # the position after the sub-block run starting at `start`
         return tf.minimum(tf.gather(run_end, tf.minimum(start, last)) + 1, last)
 
+    def table_bytes(packed):  # a colour table of 2^(n+1) RGB entries, when flagged
+        flagged = tf.not_equal(tf.bitwise.bitwise_and(packed, 0x80), 0)
+        return tf.where(flagged, 3 * tf.bitwise.left_shift(2, tf.bitwise.bitwise_and(packed, 7)),
+                        tf.zeros_like(packed))
+
     image = tf.equal(values, 0x2C)
-    packed = at(positions + 9)
-    local_table = tf.where(tf.not_equal(tf.bitwise.bitwise_and(packed, 0x80), 0),
-                           3 * tf.bitwise.left_shift(2, tf.bitwise.bitwise_and(packed, 7)), 0)
     block_next = tf.where(
-        image, after_run(positions + 11 + local_table),
+        image, after_run(positions + 11 + table_bytes(at(positions + 9))),
         tf.where(tf.equal(values, 0x21), after_run(positions + 2), positions),
     )
-    width = at(positions + 5) + 256 * at(positions + 6)
-    height = at(positions + 7) + 256 * at(positions + 8)
-    # int32 throughout (speed): an area is at most 65535^2, clipped to int32's range.
-    area = tf.where(image, tf.cast(tf.minimum(tf.cast(width, tf.int64) * tf.cast(height, tf.int64),
-                                              2**31 - 1), tf.int32), zeros)
-    end, frames, largest = follow(block_next, tf.cast(image, tf.int32), area)
-    header = _unsigned(data, 10, 1, big_endian=True)
-    global_table = tf.where(tf.not_equal(tf.bitwise.bitwise_and(header, 0x80), 0),
-                            3 * tf.bitwise.left_shift(tf.constant(2, tf.int64),
-                                                      tf.bitwise.bitwise_and(header, 7)), 0)
-    start = tf.cast(tf.minimum(13 + global_table, tf.cast(last, tf.int64)), tf.int32)
+    widths = tf.where(image, at(positions + 5) + 256 * at(positions + 6), zeros)
+    heights = tf.where(image, at(positions + 7) + 256 * at(positions + 8), zeros)
+    end, frames, widest, tallest = follow(block_next, tf.cast(image, tf.int32), (widths, heights))
+    start = tf.minimum(13 + table_bytes(values[10]), last)
     stop = end[start]
-    # Ends at the trailer, or exactly at the end of the data (some encoders omit it).
     complete = tf.logical_or(
         tf.logical_and(tf.equal(values[stop], 0x3B), tf.cast(stop, tf.int64) < size),
         tf.equal(tf.cast(stop, tf.int64), size),
     )
-    return (tf.cast(frames[start], tf.int64), tf.cast(largest[start], tf.int64),
-            tf.logical_and(complete, frames[start] > 0))
+    width = tf.maximum(tf.cast(widest[start], tf.int64), _unsigned(data, 6, 2, False))
+    height = tf.maximum(tf.cast(tallest[start], tf.int64), _unsigned(data, 8, 2, False))
+    pixels = tf.cast(frames[start], tf.int64) * width * height
+    return pixels, tf.logical_and(complete, frames[start] > 0)
 
 
 def declared_image_shape(image_bytes):
-    """Reads the pixel size an encoded image declares, without decoding it.
+    """Reads the size an encoded image decodes to, without decoding it.
 
-    JPEG (the first frame header), PNG (IHDR), BMP and WebP (VP8, VP8L and VP8X)
-    headers are read. For a GIF, the logical screen is the size, and the decoded
-    pixels are counted over every frame (TensorFlow decodes them all, each at the size
-    its image descriptor declares, which may exceed the screen): the block structure
-    is followed to the trailer, about 0.3 s per MB of GIF on 2 cores. (Animated WebP
-    files are refused by TensorFlow's decoder for RGB output.) Other formats are
-    reported as unknown. Graph-safe; JPEG walks at most 10,000 markers.
+    JPEG (libjpeg's own header read, ``tf.image.extract_jpeg_shape``), PNG (IHDR),
+    BMP and WebP (VP8, VP8L and VP8X) headers are read. For a GIF the frames are
+    counted and sized by following its block structure to the trailer, since
+    TensorFlow decodes all of them onto a canvas as large as the largest (about 0.5 s
+    and 115 MB per MiB on 2 cores; a GIF longer than ``MAX_GIF_BYTES``, 2 MiB, is not
+    walked: status 5).
+    Animated WebP files are refused by TensorFlow's decoder for RGB output. Other
+    formats are reported as unknown. Graph-safe.
 
     Args:
         image_bytes: scalar `tf.string` tensor, the content of one image file.
 
     Returns:
         `(status, height, width, pixels)` int64 scalars: status 0 when the size was
-        read, else 1 (empty), 2 (unknown format), 3 (header truncated or corrupt) or
-        4 (a size of 0); `pixels` is what decoding produces, `height * width` but for
-        a GIF (all frames).
+        read, else 1 (empty), 2 (unknown format), 3 (header truncated or corrupt),
+        4 (a size of 0) or 5 (a GIF longer than ``MAX_GIF_BYTES``); `height` and
+        `width` as the header declares them (a GIF's logical screen), `pixels` what
+        decoding produces (`height * width` but for a GIF: all frames).
+
+    Raises:
+        tf.errors.InvalidArgumentError: a JPEG whose header libjpeg cannot read
+            (:func:`decode_images` reports it as corrupt, naming the element).
 
     Example:
     >>> data = tf.io.encode_png(tf.zeros([4, 6, 3], tf.uint8))
@@ -292,17 +250,44 @@ def declared_image_shape(image_bytes):
     size = tf.cast(tf.strings.length(image_bytes), tf.int64)
     data = tf.strings.join([image_bytes, tf.constant(b"\0" * _HEADER_PADDING)])
     head = tf.strings.substr(data, 0, 16)
+    ok, corrupt = tf.constant(_OK, tf.int64), tf.constant(_CORRUPT, tf.int64)
 
     def starts(prefix):
         return tf.equal(tf.strings.substr(head, 0, len(prefix)), prefix)
 
-    def fixed(height, width, header_bytes):
-        return height, width, height * width, size >= header_bytes
+    def result(height, width, readable, pixels=None):
+        pixels = height * width if pixels is None else pixels
+        return tf.where(readable, ok, corrupt), height, width, pixels
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(image_bytes, output_type=tf.int32)
+        return result(tf.cast(shape[0], tf.int64), tf.cast(shape[1], tf.int64),
+                      tf.constant(True))
+
+    def png():  # the IHDR chunk first, its sizes below 2^31 (the PNG specification)
+        height, width = _unsigned(data, 20, 4, True), _unsigned(data, 16, 4, True)
+        readable = tf.logical_and(size >= 24, tf.equal(tf.strings.substr(head, 12, 4), "IHDR"))
+        return result(height, width, tf.logical_and(readable, tf.maximum(height, width) < 2**31))
 
     def gif():
         height, width = _unsigned(data, 8, 2, False), _unsigned(data, 6, 2, False)
-        frames, largest, complete = _gif_frames(data, size)
-        return height, width, frames * tf.maximum(largest, height * width), complete
+
+        def walk():
+            return _gif_decoded_pixels(data, size)
+
+        def too_long():
+            return tf.constant(0, tf.int64), tf.constant(False)
+
+        pixels, complete = tf.cond(size <= MAX_GIF_BYTES, walk, too_long)
+        status = tf.where(size > MAX_GIF_BYTES, tf.constant(_LONG_GIF, tf.int64),
+                          tf.where(complete, ok, corrupt))
+        return status, height, width, pixels
+
+    def bmp():  # a negative width is corrupt; a negative height means top-down rows
+        height = _unsigned(data, 22, 4, False)
+        height = tf.where(height >= 2**31, 2**32 - height, height)
+        width = _unsigned(data, 18, 4, False)
+        return result(height, width, tf.logical_and(size >= 26, width < 2**31))
 
     def webp():
         chunk = tf.strings.substr(head, 12, 4)
@@ -315,62 +300,121 @@ def declared_image_shape(image_bytes):
         width = tf.where(tf.equal(chunk, "VP8 "), lossy[1],
                          tf.where(tf.equal(chunk, "VP8L"), lossless[1], extended[1]))
         known = tf.reduce_any(tf.equal(chunk, ["VP8 ", "VP8L", "VP8X"]))
-        return height, width, height * width, tf.logical_and(known, size >= 30)
-
-    def jpeg():
-        height, width = _jpeg_shape(data, size + _HEADER_PADDING)
-        return height, width, height * width, height >= 0
-
-    def bmp():
-        height = _unsigned(data, 22, 4, False)
-        height = tf.where(height >= 2**31, 2**32 - height, height)  # top-down rows
-        width = _unsigned(data, 18, 4, False)
-        return height, width, height * width, size >= 26
+        return result(height, width, tf.logical_and(known, size >= 30))
 
     branches = [
         (starts(b"\xff\xd8\xff"), jpeg),
-        (starts(b"\x89PNG\r\n\x1a\n"),
-         lambda: fixed(_unsigned(data, 20, 4, True), _unsigned(data, 16, 4, True), 24)),
+        (starts(b"\x89PNG\r\n\x1a\n"), png),
         (tf.logical_or(starts(b"GIF87a"), starts(b"GIF89a")), gif),
         (starts(b"BM"), bmp),
         (tf.logical_and(starts(b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), "WEBP")), webp),
     ]
     minus_one = tf.constant(-1, tf.int64)
-    height, width, pixels, readable = tf.case(
-        branches, default=lambda: (minus_one, minus_one, minus_one, tf.constant(False)),
+    status, height, width, pixels = tf.case(
+        branches,
+        default=lambda: (tf.constant(_UNKNOWN, tf.int64), minus_one, minus_one, minus_one),
         exclusive=False,
     )
-    known = tf.reduce_any(tf.stack([condition for condition, _ in branches]))
     status = tf.where(
-        tf.equal(size, 0), _EMPTY,
-        tf.where(tf.logical_not(known), _UNKNOWN,
-                 tf.where(tf.logical_not(readable), _TRUNCATED,
-                          tf.where(tf.equal(pixels, 0), _ZERO, _OK))),
+        tf.equal(size, 0), tf.constant(_EMPTY, tf.int64),
+        tf.where(tf.logical_and(tf.equal(status, _OK), tf.equal(pixels, 0)),
+                 tf.constant(_ZERO, tf.int64), status),
     )
-    return tf.cast(status, tf.int64), height, width, pixels
+    return status, height, width, pixels
 
 
 def _element_message(index, text):
     return tf.strings.join(["image_bytes[", tf.strings.as_string(index), "] ", text])
 
 
+def _each_or_missing(function, indices, elements, signature):
+    """``function(element)`` of every element through tf.data, errors dropped.
+
+    The decoders' own errors cannot say which element failed: through tf.data a failing
+    element is dropped instead, and the caller names the first one missing. A sentinel
+    row keeps the one batch non-empty whatever fails.
+
+    Returns:
+        ``(present, done, outputs)``: int32 ``(N,)``, 1 where the element succeeded;
+        the indices of the elements that succeeded, in order; and the list of their
+        outputs.
+    """
+    count = tf.shape(indices, out_type=tf.int64)[0]
+    sentinel = tf.data.Dataset.from_tensors(
+        (tf.constant(-1, tf.int64), *(tf.zeros(spec.shape, spec.dtype) for spec in signature))
+    )
+    done, *outputs = (
+        tf.data.Dataset.from_tensor_slices((indices, elements))
+        .map(lambda index, element: (index, *function(element)))
+        .ignore_errors()
+        .concatenate(sentinel)
+        .batch(count + 1)
+        .get_single_element()
+    )
+    done, outputs = done[:-1], [output[:-1] for output in outputs]
+    present = tf.math.unsorted_segment_sum(tf.ones_like(done, tf.int32), done, count)
+    return present, done, outputs
+
+
+def _first(flags):
+    """Index of the first True of ``flags`` (``len(flags)`` when none is)."""
+    return tf.argmax(tf.cast(tf.concat([flags, [True]], 0), tf.int32), output_type=tf.int64)
+
+
+def _check_headers(image_bytes_batch, indices, max_pixels):
+    """The assert that refuses the first element that is not a readable image of at
+    most ``max_pixels`` decoded pixels (:func:`declared_image_shape`)."""
+    count = tf.shape(indices, out_type=tf.int64)[0]
+    scalar = tf.TensorSpec([], tf.int64)
+    present, done, (status, heights, widths, pixels) = _each_or_missing(
+        declared_image_shape, indices, image_bytes_batch, (scalar,) * 4
+    )
+
+    def scattered(values, missing):  # one entry per element; `missing` where it failed
+        return tf.tensor_scatter_nd_update(tf.fill([count], tf.constant(missing, tf.int64)),
+                                           done[:, None], values)
+
+    status = tf.where(tf.equal(present, 1), scattered(status, _CORRUPT), _CORRUPT)
+    pixels, heights, widths = (scattered(v, 0) for v in (pixels, heights, widths))
+    status = tf.where(tf.logical_and(tf.equal(status, _OK), pixels > max_pixels),
+                      tf.constant(_TOO_LARGE, tf.int64), status)
+    first = _first(tf.not_equal(status, _OK))
+    status, heights, widths, pixels = (
+        tf.concat([values, tf.zeros([1], tf.int64)], 0)[first]
+        for values in (status, heights, widths, pixels)
+    )
+    declared = tf.strings.join([tf.strings.as_string(heights), " x ",
+                                tf.strings.as_string(widths), " pixels"])
+    # A GIF's frames all count: say how many pixels they decode to.
+    declared = tf.where(tf.equal(pixels, heights * widths), declared,
+                        tf.strings.join([declared, " (", tf.strings.as_string(pixels),
+                                         " pixels decoded in all its frames)"]))
+    text = tf.where(
+        tf.equal(status, _TOO_LARGE),
+        tf.strings.join(["is too large: it declares ", declared,
+                         f", more than the limit of {max_pixels}"]),
+        tf.gather(_STATUS_MESSAGES, tf.maximum(status, 0)),
+    )
+    return tf.debugging.Assert(tf.equal(status, _OK), [_element_message(first, text)])
+
+
 def decode_images(image_bytes_batch, image_size, max_pixels=None):
     """Decodes a batch of encoded images with `decode_image` (the serving path).
 
-    Every element is checked before anything is decoded: it must be a JPEG, PNG,
-    GIF, BMP or WebP file that declares at most ``max_pixels`` pixels (all frames of
-    a GIF together; :func:`declared_image_shape`), so an image that would decode to
-    gigabytes is refused in milliseconds. A bad element fails the whole batch with an
-    ``InvalidArgumentError`` that names it: "image_bytes[2] could not be decoded:
-    ...". An empty batch gives an empty result.
+    With ``max_pixels``, every element is checked before anything is decoded: it must
+    be a JPEG, PNG, GIF, BMP or WebP file that decodes to at most ``max_pixels``
+    pixels (all frames of a GIF; :func:`declared_image_shape`), so an image that would
+    decode to gigabytes is refused in milliseconds. A bad element fails the whole batch
+    with an ``InvalidArgumentError`` that names it: "image_bytes[2] could not be
+    decoded: ...". An empty batch gives an empty result.
 
     Args:
         image_bytes_batch: `tf.string` tensor of shape `[B]`, each element the
             content of one image file (raw bytes, not base64).
         image_size: `(height, width)`, positive ints.
-        max_pixels: the largest declared height x width accepted; None (default)
-            for no limit (then formats without a readable header, e.g. JPEG XL,
-            still decode).
+        max_pixels: the largest number of decoded pixels accepted; None (default) for
+            no limit and no header checks (then every format TensorFlow decodes, JPEG
+            XL too, is accepted).
 
     Returns:
         float32 tensor of shape `[B, height, width, 3]`, values in [0, 255].
@@ -386,71 +430,23 @@ def decode_images(image_bytes_batch, image_size, max_pixels=None):
     TensorShape([2, 2, 3, 3])
     """
     height, width = check_image_size(image_size)
+    image_bytes_batch = tf.convert_to_tensor(image_bytes_batch, tf.string)
+    indices = tf.range(tf.shape(image_bytes_batch, out_type=tf.int64)[0])
+    checks = []
     if max_pixels is not None:
         max_pixels = check_positive_int(max_pixels, "max_pixels")
-    image_bytes_batch = tf.convert_to_tensor(image_bytes_batch, tf.string)
-    count = tf.shape(image_bytes_batch, out_type=tf.int64)[0]
-    indices = tf.range(count, dtype=tf.int64)
-    status, heights, widths, pixels = tf.map_fn(
-        declared_image_shape, image_bytes_batch,
-        fn_output_signature=(tf.int64, tf.int64, tf.int64, tf.int64),
-    )
-    if max_pixels is None:  # no limit: formats without a readable header may decode
-        status = tf.where(tf.equal(status, _UNKNOWN), tf.constant(_OK, tf.int64), status)
-    else:
-        too_large = tf.logical_and(tf.equal(status, _OK), pixels > max_pixels)
-        status = tf.where(too_large, tf.constant(-1, tf.int64), status)
-    # The first refused element (index `count`, a padding entry, when none is).
-    status, heights, widths, pixels = (
-        tf.concat([values, tf.zeros([1], tf.int64)], 0)
-        for values in (status, heights, widths, pixels)
-    )
-    first = tf.argmax(tf.cast(tf.not_equal(status, _OK), tf.int32), output_type=tf.int64)
-    code, pixels = status[first], pixels[first]
-    size = tf.strings.join([tf.strings.as_string(heights[first]), " x ",
-                            tf.strings.as_string(widths[first]), " pixels"])
-    # A GIF's frames all count: say how many pixels they decode to.
-    size = tf.where(tf.equal(pixels, heights[first] * widths[first]), size,
-                    tf.strings.join([size, " (", tf.strings.as_string(pixels),
-                                     " pixels in all frames)"]))
-    text = tf.where(
-        tf.equal(code, -1),
-        tf.strings.join([
-            "is too large: it declares ", size, f", more than the limit of {max_pixels}",
-        ]),
-        tf.gather(_STATUS_MESSAGES, tf.maximum(code, 0)),
-    )
-    checks = [tf.debugging.Assert(tf.equal(code, 0), [_element_message(first, text)])]
-
-    def decode(index, image_bytes):
-        return index, decode_image(image_bytes, (height, width))
-
-    # Through tf.data, so that an element whose data do not decode can be named (the
-    # decoder's own error cannot say which element it was): failed elements are
-    # dropped, and the first index missing from the result is the bad one. A sentinel
-    # row keeps the one batch non-empty whatever fails.
-    sentinel = tf.data.Dataset.from_tensors(
-        (tf.constant(-1, tf.int64), tf.zeros([height, width, 3], tf.float32))
-    )
+        checks.append(_check_headers(image_bytes_batch, indices, max_pixels))
     with tf.control_dependencies(checks):
         indices = tf.identity(indices)
-    decoded_indices, images = (
-        tf.data.Dataset.from_tensor_slices((indices, image_bytes_batch))
-        .map(decode)
-        .ignore_errors()
-        .concatenate(sentinel)
-        .batch(count + 1)
-        .get_single_element()
+    present, _, (images,) = _each_or_missing(
+        lambda element: (decode_image(element, (height, width)),), indices, image_bytes_batch,
+        (tf.TensorSpec([height, width, 3], tf.float32),),
     )
-    decoded_indices, images = decoded_indices[:-1], images[:-1]
-    present = tf.math.unsorted_segment_sum(
-        tf.ones_like(decoded_indices, tf.int32), decoded_indices, count
-    )
-    bad = tf.argmin(tf.concat([present, [0]], 0), output_type=tf.int64)  # the first missing
-    ok = tf.equal(tf.shape(decoded_indices, out_type=tf.int64)[0], count)
     check = tf.debugging.Assert(
-        ok, [_element_message(bad, "could not be decoded: its data are truncated or corrupt, "
-                                   "or it is not a JPEG, PNG, GIF, BMP or WebP file")]
+        tf.reduce_all(tf.equal(present, 1)),
+        [_element_message(_first(tf.not_equal(present, 1)),
+                          "could not be decoded: its data are truncated or corrupt, or it is "
+                          "not a JPEG, PNG, GIF, BMP or WebP file")],
     )
     with tf.control_dependencies([check]):
         images = tf.identity(images)

@@ -53,7 +53,8 @@ class CostSensitiveDecision(keras.layers.Layer):
             the extra abstain action.
         action_names: optional ``A`` names of the actions (rows of ``cost_matrix``);
             the abstain action is named ``"abstain"``.
-        **kwargs: base layer arguments (``name``, ``dtype``).
+        **kwargs: base layer arguments (``name``, ``dtype``: default ``"float32"``
+            whatever the global dtype policy).
 
     Input shape:
         ``(batch, K)`` probabilities (rows sum to 1).
@@ -85,6 +86,9 @@ class CostSensitiveDecision(keras.layers.Layer):
     """
 
     def __init__(self, cost_matrix, abstain_cost=None, action_names=None, **kwargs):
+        # Calibration, priors and decisions compute in float32 whatever the dtype
+        # policy: under mixed_float16 a 1e-12 clip is 0 and logits lose digits.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         matrix = check_cost_matrix(cost_matrix)
         self.cost_matrix_values = matrix.tolist()
@@ -136,6 +140,11 @@ class CostSensitiveDecision(keras.layers.Layer):
         costs = action_expected_costs(probs, self.cost_matrix, self.abstain_cost_weight)
         decision = ops.cast(ops.argmin(costs, axis=-1), "int32")
         return {"decision": decision, "expected_cost": costs}
+
+    def compute_output_shape(self, input_shape):
+        batch_shape = tuple(input_shape[:-1])
+        columns = self.num_actions + (self.abstain_cost is not None)
+        return {"decision": batch_shape, "expected_cost": (*batch_shape, columns)}
 
     def get_config(self):
         config = super().get_config()

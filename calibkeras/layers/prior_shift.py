@@ -32,7 +32,8 @@ class PriorShift(keras.layers.Layer):
             ``class_counts`` nor ``class_names`` gives it.
         class_names: optional sequence of ``K`` class names (kept in the config so they
             travel with the model).
-        **kwargs: base layer arguments (``name``, ``dtype``).
+        **kwargs: base layer arguments (``name``, ``dtype``: default ``"float32"``
+            whatever the global dtype policy).
 
     Input shape:
         ``(..., K)`` balanced logits.
@@ -54,6 +55,9 @@ class PriorShift(keras.layers.Layer):
     def __init__(
         self, prior="uniform", class_counts=None, num_classes=None, class_names=None, **kwargs
     ):
+        # Calibration, priors and decisions compute in float32 whatever the dtype
+        # policy: under mixed_float16 a 1e-12 clip is 0 and logits lose digits.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         sizes = {}
         if class_counts is not None:

@@ -24,7 +24,8 @@ class TemperatureScaling(keras.layers.Layer):
     Args:
         initial_temperature: starting value of ``T``, a positive finite number
             (default 1.0, the identity).
-        **kwargs: base layer arguments (``name``, ``dtype``, ``trainable``).
+        **kwargs: base layer arguments (``name``, ``trainable``, ``dtype``: default
+            ``"float32"`` whatever the global dtype policy).
 
     Input shape:
         ``(..., K)`` logits.
@@ -41,6 +42,9 @@ class TemperatureScaling(keras.layers.Layer):
     """
 
     def __init__(self, initial_temperature=1.0, **kwargs):
+        # Calibration, priors and decisions compute in float32 whatever the dtype
+        # policy: under mixed_float16 a 1e-12 clip is 0 and logits lose digits.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.initial_temperature = check_positive_float(
             initial_temperature, "initial_temperature"

@@ -38,25 +38,25 @@ def build_backbone(backbone, weights, input_shape):
     """Builds a headless backbone (4-D feature map output) named ``"backbone"``.
 
     Args:
-        backbone: a key of ``BACKBONES``.
+        backbone: a key of ``BACKBONES``, or a functional or Sequential ``keras.Model``
+            from ``(height, width, 3)`` images in 0..255 to a 4-D feature map (used as
+            it is, behind a functional wrapper named ``"backbone"`` that shares its
+            layers; e.g. a tiny network for tests or your own pretrained one).
         weights: ``"imagenet"``, None, or the path of a ``.weights.h5`` file saved from
             the same headless backbone (``model.get_layer("backbone").save_weights``).
+            For a ``keras.Model`` backbone: None (keep its weights) or such a file.
         input_shape: ``(height, width, 3)``.
 
     Returns:
         A ``keras.Model`` mapping 0..255 RGB images to a feature map.
 
     Raises:
-        ValueError: unknown backbone, or weights that are neither "imagenet", None nor
-            an existing file.
+        ValueError: unknown backbone, a model backbone without symbolic inputs or
+            whose input or output shape does not fit, or weights that are neither
+            "imagenet", None nor an existing file.
         RuntimeError: ``weights="imagenet"`` for a keras.applications backbone could
             not be downloaded (no network); the message names the offline options.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(
-            f"`backbone` must be one of {', '.join(sorted(BACKBONES))}; got {backbone!r}"
-        )
-    constructor = BACKBONES[backbone]
     local_file = None
     if weights not in ("imagenet", None):
         local_file = os.fspath(weights)
@@ -65,6 +65,14 @@ def build_backbone(backbone, weights, input_shape):
                 f"`weights` must be 'imagenet', None or the path of a weights file; "
                 f"{local_file!r} does not exist"
             )
+    if isinstance(backbone, keras.Model):
+        return _model_backbone(backbone, local_file, weights, input_shape)
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"`backbone` must be one of {', '.join(sorted(BACKBONES))} or a keras.Model; "
+            f"got {backbone!r}"
+        )
+    constructor = BACKBONES[backbone]
     try:
         model = constructor(
             include_top=False,
@@ -83,3 +91,39 @@ def build_backbone(backbone, weights, input_shape):
     # Renamed only now: keras.applications builds its weight-file URL from the name.
     model.name = "backbone"
     return model
+
+
+def _model_backbone(model, local_file, weights, input_shape):
+    """A user's ``keras.Model`` as the backbone: checked, wrapped, weights loaded."""
+    if weights == "imagenet":
+        raise ValueError(
+            "`weights` must be None or a weights file when `backbone` is a keras.Model "
+            "(its own weights are used), got 'imagenet'"
+        )
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except AttributeError:
+        inputs = outputs = None
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            "`backbone` must be a functional or Sequential keras.Model with one input and "
+            f"one output (built from keras.Input); got {type(model).__name__} "
+            f"{model.name!r}"
+        )
+    expected = tuple(input_shape)
+    given = tuple(inputs[0].shape[1:])
+    if len(given) != 3 or any(g is not None and g != e for g, e in zip(given, expected,
+                                                                      strict=True)):
+        raise ValueError(
+            f"`backbone` {model.name!r} takes inputs of shape {given}, but the classifier's "
+            f"images are {expected}: build it with keras.Input({expected})"
+        )
+    if len(outputs[0].shape) != 4:
+        raise ValueError(
+            f"`backbone` {model.name!r} must output a 4-D feature map (batch, height, width, "
+            f"channels), got shape {tuple(outputs[0].shape)}"
+        )
+    wrapped = keras.Model(inputs[0], outputs[0], name="backbone")
+    if local_file:
+        wrapped.load_weights(local_file)
+    return wrapped

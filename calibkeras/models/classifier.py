@@ -99,7 +99,8 @@ def build_classifier(
     x = features(inputs, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(float(dropout), name="dropout")(x)
-    logits = keras.layers.Dense(num_classes, name=LOGITS_LAYER)(x)
+    # float32 whatever the dtype policy: the balanced logits feed the calibration.
+    logits = keras.layers.Dense(num_classes, name=LOGITS_LAYER, dtype="float32")(x)
     temperature = TemperatureScaling(name=TEMPERATURE_LAYER, trainable=False)
     outputs = shift(temperature(logits))
     return keras.Model(inputs, outputs, name=name)

@@ -144,6 +144,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_MAX_DIMENSIONS = 64  # NumPy's limit
+_MAX_INDEX = 2**63  # sizes, strides and offsets must fit NumPy's int64
+
+
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
                        backward_hooks=None, *unused_metadata):
     """Stand-in for ``torch._utils._rebuild_tensor_v2``: validates and records."""
@@ -151,10 +155,16 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
         raise pickle.UnpicklingError(
             f"_rebuild_tensor_v2 expects a storage persistent id, got {type(storage).__name__}"
         )
-    if not (_is_int(storage_offset) and storage_offset >= 0):
+    if not (_is_int(storage_offset) and 0 <= storage_offset < _MAX_INDEX):
         raise pickle.UnpicklingError(f"invalid tensor storage offset {_short(storage_offset)}")
     for label, values in (("size", size), ("stride", stride)):
-        if not (isinstance(values, tuple) and all(_is_int(v) and v >= 0 for v in values)):
+        # At most NumPy's 64 dimensions, each below 2**63: checked before any arithmetic
+        # on them (a product of huge ints would take quadratic time).
+        if not (
+            isinstance(values, tuple)
+            and len(values) <= _MAX_DIMENSIONS
+            and all(_is_int(v) and 0 <= v < _MAX_INDEX for v in values)
+        ):
             raise pickle.UnpicklingError(f"invalid tensor {label} {_short(values)}")
     if len(size) != len(stride):
         raise pickle.UnpicklingError(
@@ -437,11 +447,12 @@ class _Resolver:
                     f"storage view {ref.storage.view} exceeds storage '{ref.storage.key}'"
                 )
             storage = storage[view_offset:view_offset + view_size]
-        nbytes = math.prod(ref.size) * storage.itemsize
+        nbytes = math.prod(ref.size) * storage.itemsize  # < 2**(63 * 64): bounded cost
         if nbytes > self._bytes_left:
             raise pickle.UnpicklingError(
                 f"tensor of size {_short(ref.size)} on storage '{ref.storage.key}' needs "
-                f"{nbytes} bytes: the arrays of this file would exceed {self._max_bytes} "
+                f"{_short(nbytes)} bytes: the arrays of this file would exceed "
+                f"{self._max_bytes} "
                 f"bytes, MAX_OUTPUT_FACTOR = {MAX_OUTPUT_FACTOR} times its storages' bytes "
                 f"plus OUTPUT_SLACK_BYTES = {OUTPUT_SLACK_BYTES} (a stride-0 or "
                 "overlapping view?)"

@@ -1,4 +1,3 @@
-import time
 import warnings
 
 import numpy as np
@@ -19,16 +18,13 @@ def nll_at(temperature, logits, labels, prior=None):
 def test_reaches_grid_optimum(record):
     probs, labels = record
     logits = np.log(np.maximum(probs, 1e-30))
-    start = time.perf_counter()
-    temperature = fit_temperature(logits, labels)
-    seconds = time.perf_counter() - start
+    temperature = fit_temperature(logits, labels)  # speed: benchmarks/temperature_fitting.py
     # Brute force: a coarse grid, then a fine grid around its best point.
     grid = np.exp(np.linspace(np.log(0.05), np.log(20), 60))
     best = grid[np.argmin([nll_at(t, logits, labels) for t in grid])]
     fine = np.linspace(best * 0.9, best * 1.1, 201)
     grid_nll = min(nll_at(t, logits, labels) for t in fine)
     assert nll_at(temperature, logits, labels) <= grid_nll + 1e-6
-    assert seconds < 1.0
 
 
 def test_with_prior_offset_reaches_grid_optimum(small_record):

@@ -137,14 +137,15 @@ def test_undecodable_bytes_raise_in_graph_too():
     def serve(batch):
         return decode_images(batch, (4, 4))
 
-    # Without a pixel limit a format without a readable header still reaches the decoder
-    # (JPEG XL decodes that way); the element is named.
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"image_bytes\[1\] could not be decoded: its data are truncated or "
-                             r"corrupt, or it is not a JPEG, PNG, GIF, BMP or WebP file"):
-        serve(tf.constant([encode(random_pixels((3, 3, 3)), "PNG"), b"garbage"]))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\] is empty"):
-        serve(tf.constant([b""]))
+    # Without a pixel limit nothing is checked before decoding (JPEG XL decodes that way);
+    # the element that fails to decode is named.
+    for batch, index in (([encode(random_pixels((3, 3, 3)), "PNG"), b"garbage"], 1),
+                         ([b""], 0)):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"image_bytes\[{index}\] could not be decoded: its data are "
+                                 r"truncated or corrupt, or it is not a JPEG, PNG, GIF, BMP or "
+                                 r"WebP file"):
+            serve(tf.constant(batch))
 
 
 @pytest.mark.parametrize("image_size", [(0, 4), (4,), "4x4", (4.0, 4), None, (True, 4)])
@@ -193,7 +194,8 @@ def test_gif_frames_all_count_toward_the_pixel_limit():
     assert decode_images(tf.constant([data]), (4, 4), max_pixels=7 * 600).shape == (1, 4, 4, 3)
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"image_bytes\[0\] is too large: it declares 20 x 30 pixels "
-                             r"\(4200 pixels in all frames\), more than the limit of 4199"):
+                             r"\(4200 pixels decoded in all its frames\), more than the limit "
+                             r"of 4199"):
         decode_images(tf.constant([data]), (4, 4), max_pixels=4199)
 
 
@@ -218,3 +220,93 @@ def test_decode_images_checks_max_pixels_and_allows_an_empty_batch():
     assert decode_images(tf.constant([], tf.string), (4, 5)).shape == (0, 4, 5, 3)
     with pytest.raises(ValueError, match=r"`max_pixels` must be a positive integer, got 0"):
         decode_images(tf.constant([b""]), (4, 5), max_pixels=0)
+
+
+def gif_of_frames(screen, frames):
+    """A GIF with a 4-colour table whose frames (w, h) are all colour 1, LZW-coded with a
+    clear code every 2 pixels (so the code width stays 3 bits)."""
+    import struct
+
+    def lzw(count):
+        codes, bits, width, out = [4], 0, 3, bytearray()
+        for index in range(count):
+            codes.append(1)
+            if index % 2:
+                codes.append(4)
+        codes.append(5)
+        filled = 0
+        for code in codes:
+            bits |= code << filled
+            filled += width
+            while filled >= 8:
+                out.append(bits & 0xFF)
+                bits >>= 8
+                filled -= 8
+        if filled:
+            out.append(bits & 0xFF)
+        blocks = b"".join(bytes([len(out[i:i + 255])]) + out[i:i + 255]
+                          for i in range(0, len(out), 255))
+        return b"\x02" + blocks + b"\x00"
+
+    data = b"GIF89a" + struct.pack("<HH", *screen) + bytes([0x81, 0, 0]) + bytes(12)
+    for width, height in frames:
+        data += b"\x2c" + struct.pack("<HHHH", 0, 0, width, height) + b"\x00" + lzw(width * height)
+    return data + b"\x3b"
+
+
+def test_gif_canvas_of_the_widest_and_tallest_frames_is_counted():
+    # A 1 x 1 screen with frames of 3000 x 1 and 1 x 3000: TensorFlow decodes a
+    # 3000 x 3000 canvas (found in review: the largest frame area, 3000, let it pass).
+    data = gif_of_frames((1, 1), [(3000, 1), (1, 3000)])
+    assert decode_rgb(data).shape == (3000, 3000, 3)
+    from calibkeras.data.preprocessing import declared_image_shape
+
+    status, _, _, pixels = (int(v) for v in declared_image_shape(data))
+    assert (status, pixels) == (0, 2 * 3000 * 3000)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes\[0\] is too large"):
+        decode_images(tf.constant([data]), (4, 4), max_pixels=10_000_000)
+
+
+def test_jpeg_size_is_libjpegs_whatever_precedes_the_frame_header():
+    import struct
+
+    # A fake 16 x 16 frame header inside an APP1 segment, reached by a hand-written
+    # walker that reads "FF 00" as a marker (found in review); libjpeg resyncs instead
+    # and decodes the real 2000 x 3000 image.
+    real = tf.io.encode_jpeg(tf.zeros([2000, 3000, 3], tf.uint8)).numpy()
+    fake = b"\xff\xc0\x00\x11\x08\x00\x10\x00\x10\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    app = b"\xff\xe1" + struct.pack(">H", 10 + len(fake) + 2) + b"A" * 10 + fake
+    evil = b"\xff\xd8\xff\x00" + struct.pack(">H", 16) + app + real[2:]
+    assert decode_rgb(evil).shape == (2000, 3000, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[0\] is too large: it declares 2000 x 3000 pixels"):
+        decode_images(tf.constant([evil]), (4, 4), max_pixels=1000)
+
+
+def test_corrupt_headers_are_reported_as_corrupt():
+    import struct
+
+    from calibkeras.data.preprocessing import declared_image_shape
+
+    png = encode(random_pixels((5, 7, 3)), "PNG")
+    text_first = png[:8] + struct.pack(">I", 4) + b"tEXt" + b"a\0bc" + png[8:]
+    bmp = bytearray(encode(random_pixels((5, 7, 3)), "BMP"))
+    bmp[18:22] = struct.pack("<i", -20)
+    for data in (text_first, bytes(bmp)):
+        assert int(declared_image_shape(data)[0]) == 3
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"image_bytes\[0\] could not be decoded: it is truncated or its "
+                                 r"header is corrupt"):
+            decode_images(tf.constant([data]), (4, 4), max_pixels=10**6)
+
+
+def test_a_gif_too_long_to_walk_is_refused_unread(monkeypatch):
+    from calibkeras.data import preprocessing
+
+    monkeypatch.setattr(preprocessing, "MAX_GIF_BYTES", 1000)
+    data = gif_of_frames((30, 20), [(30, 20)] * 4)
+    assert len(data) > 1000
+    assert int(preprocessing.declared_image_shape(data)[0]) == 5
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"image_bytes\[0\] is a GIF of more than"):
+        decode_images(tf.constant([data]), (4, 4), max_pixels=10**6)

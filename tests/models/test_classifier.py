@@ -167,3 +167,42 @@ def test_layers_are_calibkeras_layers():
     assert isinstance(model.get_layer("temperature"), TemperatureScaling)
     assert isinstance(model.get_layer("prior_shift"), PriorShift)
     assert not model.get_layer("temperature").trainable
+
+
+def test_build_backbone_takes_a_keras_model(tmp_path):
+    from calibkeras.models import build_classifier
+    from calibkeras.models.backbones import build_backbone
+
+    tiny = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3)], name="mine")
+    backbone = build_backbone(tiny, None, (16, 16, 3))
+    assert backbone.name == "backbone" and tiny.name == "mine"  # the user's model is kept
+    assert backbone.layers[-1] is tiny.layers[-1]  # shares its layers and weights
+    path = tmp_path / "tiny.weights.h5"
+    backbone.save_weights(path)
+    reloaded = build_backbone(
+        keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3)]), path, (16, 16, 3)
+    )
+    for a, b in zip(reloaded.get_weights(), backbone.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    model = build_classifier(3, backbone=tiny, weights=None, image_size=16)
+    assert model.get_layer("backbone").count_params() == tiny.count_params()
+
+
+@pytest.mark.parametrize(
+    ("make", "weights", "message"),
+    [
+        (lambda k: k.Sequential([k.Input((16, 16, 3)), k.layers.Conv2D(4, 3)]), "imagenet",
+         r"`weights` must be None or a weights file when `backbone` is a keras.Model"),
+        (lambda k: k.Sequential([k.Input((32, 32, 3)), k.layers.Conv2D(4, 3)]), None,
+         r"takes inputs of shape \(32, 32, 3\), but the classifier's images are \(16, 16, 3\)"),
+        (lambda k: k.Sequential([k.Input((16, 16, 3)), k.layers.Flatten()]), None,
+         r"must output a 4-D feature map .* got shape \(None, 768\)"),
+        (lambda k: k.Sequential([k.layers.Conv2D(4, 3)]), None,
+         r"must be a functional or Sequential keras.Model with one input"),
+    ],
+)
+def test_build_backbone_refuses_a_model_that_does_not_fit(make, weights, message):
+    from calibkeras.models.backbones import build_backbone
+
+    with pytest.raises(ValueError, match=message):
+        build_backbone(make(keras), weights, (16, 16, 3))

@@ -414,10 +414,10 @@ def tensor_with(size, stride, numel=1):
 HUGE = {
     "numel 2**62": (tensor_with((1,), (1,), numel=2**62),
                     struct.pack("<q", 2**62), "truncated"),
-    "stride 2**70": (tensor_with((1, 2), (2**70, 0)), None, "cannot be built"),
+    "stride 2**70": (tensor_with((1, 2), (2**70, 0)), None, "invalid tensor stride"),
     "size 2**62": (tensor_with((2**62,), (0,)), None, "MAX_OUTPUT_FACTOR"),
     "size 2**93": (tensor_with((2**31,) * 3, (0,) * 3), None, "MAX_OUTPUT_FACTOR"),
-    "65 dims": (tensor_with((1,) * 65, (1,) * 65), None, "cannot be built"),
+    "65 dims": (tensor_with((1,) * 65, (1,) * 65), None, "invalid tensor size"),
 }
 
 
@@ -454,3 +454,17 @@ def test_error_messages_stay_short_for_shared_structures(tmp_path):
                                       match="invalid tensor size") as error:
         read_torch_legacy_file(write(tmp_path, data), verify_digest=False)
     assert len(str(error.value)) < 500
+
+
+def test_a_long_size_of_huge_shared_ints_is_refused_at_once(tmp_path):
+    # 20,000 memo references to 2**62 as one tensor's size: multiplying them out would
+    # take seconds (quadratic in the digits) and overflow str() in the message.
+    big = op_long(2**62) + op_put(0) + b"0"
+    size = b"(" + op_get(0) * 20_000 + b"t"
+    pid = op_tuple(op_str("storage"), FLOAT_STORAGE, op_str("k"), op_str("cpu"),
+                   op_long(1), b"N")
+    args = op_tuple(pid + b"Q", op_int(0), size, size, b"\x89", op_ordered_dict())
+    tensor = big + op_global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
+    data = legacy_file([("t", tensor)], [("k", np.ones(1, np.float32))])
+    with time_limit(2), pytest.raises(pickle.UnpicklingError, match="invalid tensor size"):
+        read_torch_legacy_file(write(tmp_path, data), verify_digest=False)

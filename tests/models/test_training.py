@@ -20,6 +20,18 @@ def data():
     return dataset, np.bincount(labels, minlength=3)
 
 
+def classifier(counts, **kwargs):
+    """The classifier on a tiny backbone (conv, batch norm, ReLU): these tests are about
+    the recipe's options, not the backbone (tests/models/test_classifier.py runs the
+    recipe on EfficientNet-Lite0)."""
+    backbone = keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Conv2D(8, 3),
+        keras.layers.BatchNormalization(), keras.layers.ReLU(),
+    ])
+    return build_classifier(3, backbone=backbone, weights=None, image_size=32,
+                            class_counts=counts, **kwargs)
+
+
 class RecordKernel(keras.callbacks.Callback):
     """The head's kernel after every optimizer step, and before the first."""
 
@@ -33,7 +45,7 @@ class RecordKernel(keras.callbacks.Callback):
 @pytest.mark.filterwarnings("ignore:fit_temperature")  # random toy images: T is huge
 def test_weight_averaging_keeps_the_moving_average_of_every_step(data):
     dataset, counts = data
-    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    model = classifier(counts)
     record = RecordKernel()
     fit_calibrated(model, dataset, dataset, counts, head_epochs=0, fine_tune_epochs=2,
                    fine_tune_ema_momentum=0.8, early_stopping_patience=None,
@@ -61,7 +73,7 @@ class RecordEpochs(keras.callbacks.Callback):
 @pytest.mark.filterwarnings("ignore:fit_temperature")
 def test_early_stopping_judges_and_restores_the_averaged_weights(data):
     dataset, counts = data
-    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    model = classifier(counts)
     record, kernels = RecordEpochs(), RecordKernel()
     fit_calibrated(model, dataset, dataset, counts, head_epochs=0, fine_tune_epochs=4,
                    fine_tune_ema_momentum=0.5, early_stopping_patience=1,
@@ -79,7 +91,7 @@ def test_early_stopping_judges_and_restores_the_averaged_weights(data):
 
 def test_cosine_schedule_decays_to_zero_over_the_epochs(data):
     dataset, counts = data
-    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    model = classifier(counts)
     fine_tune(model, dataset, counts, 2, schedule="cosine", learning_rate=1e-3, verbose=0)
     assert int(model.optimizer.iterations) == 6
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-12)
@@ -89,7 +101,7 @@ def test_cosine_schedule_decays_to_zero_over_the_epochs(data):
 
 def test_cosine_schedule_needs_the_epoch_length(data):
     dataset, counts = data
-    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    model = classifier(counts)
     with pytest.raises(ValueError, match=r"pass `steps_per_epoch`"):
         fine_tune(model, dataset.repeat(), counts, 1, schedule="cosine", verbose=0)
     fine_tune(model, dataset.repeat(), counts, 1, schedule="cosine", steps_per_epoch=2,
@@ -110,7 +122,7 @@ def test_cosine_schedule_needs_the_epoch_length(data):
 )
 def test_bad_options_fail_before_any_training(data, kwargs, message):
     dataset, counts = data
-    model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
+    model = classifier(counts)
     kernel = model.get_layer("logits").kernel.numpy()
     with pytest.raises(ValueError, match=message):
         fit_calibrated(model, dataset, dataset, counts, head_epochs=1, verbose=0, **kwargs)
@@ -146,8 +158,7 @@ def test_fit_calibrated_refuses_data_with_other_classes_before_training(
     data, which, names, message
 ):
     dataset, counts = data
-    model = build_classifier(3, weights=None, image_size=32, class_counts=counts,
-                             class_names=NAMES)
+    model = classifier(counts, class_names=NAMES)
     kernel = model.get_layer("logits").kernel.numpy()
     good, bad = _labeled(dataset, counts, NAMES), _labeled(dataset, counts, names)
     train, validation = (good, bad) if which == "validation" else (bad, good)
@@ -162,8 +173,7 @@ def test_fit_calibrated_refuses_data_with_other_classes_before_training(
 
 def test_predict_balanced_logits_refuses_data_with_other_classes(data):
     dataset, counts = data
-    model = build_classifier(3, weights=None, image_size=32, class_counts=counts,
-                             class_names=NAMES)
+    model = classifier(counts, class_names=NAMES)
     with pytest.raises(
         ValueError, match=r"`data` has the classes \['soup', 'soda', 'cake'\] but the model's"
     ):
