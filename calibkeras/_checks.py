@@ -34,6 +34,28 @@ def check_positive_float(value, name):
     return value
 
 
+def check_nonnegative_int(value, name, meaning=""):
+    """Returns ``value`` as an int, or raises if it is not an integer >= 0.
+
+    ``meaning`` is added to the message after "integer >= 0", e.g. " (0 for none)".
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"`{name}` must be an integer >= 0{meaning}, got {_show(value)}")
+    return int(value)
+
+
+def check_nonnegative_float(value, name):
+    """Returns ``value`` as a float, or raises if it is not a finite number >= 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {_show(value)}")
+    return float(value)
+
+
 def check_choice(value, name, choices):
     """Returns ``value`` if it is one of ``choices``, else raises."""
     if value not in choices:

@@ -1,12 +1,16 @@
 """Calibration and accuracy scores of a set of probabilistic predictions."""
 
-import numbers
 
 import numpy as np
 from keras import ops
 
 from calibkeras import scoring
-from calibkeras._checks import _show, check_labels, check_positive_int, check_probabilities
+from calibkeras._checks import (
+    check_labels,
+    check_nonnegative_int,
+    check_positive_int,
+    check_probabilities,
+)
 
 #: The scalar scores that :func:`calibration_errors` returns, in order.
 SCORE_NAMES = (
@@ -137,16 +141,7 @@ def calibration_errors(
     probs = check_probabilities(probs)
     labels = check_labels(labels, probs.shape[1], probs.shape[0])
     num_bins = check_positive_int(num_bins, "num_bins")
-    if (
-        isinstance(n_bootstrap, bool)
-        or not isinstance(n_bootstrap, numbers.Integral)
-        or n_bootstrap < 0
-    ):
-        raise ValueError(
-            f"`n_bootstrap` must be an integer >= 0 (0 for no intervals), got "
-            f"{_show(n_bootstrap)}"
-        )
-    n_bootstrap = int(n_bootstrap)
+    n_bootstrap = check_nonnegative_int(n_bootstrap, "n_bootstrap", " (0 for no intervals)")
     if not 0 < confidence_level < 1:
         raise ValueError(f"`confidence_level` must be in (0, 1), got {confidence_level}")
     scores = _scores(probs, labels, num_bins)

@@ -1,14 +1,13 @@
 """Exact temperature scaling: the 1-D convex minimisation of the validation NLL."""
 
-import numbers
 import warnings
 
 import numpy as np
 
 from calibkeras._checks import (
-    _show,
     check_finite_matrix,
     check_labels,
+    check_nonnegative_float,
     check_positive_int,
     check_prior,
     check_sample_weight,
@@ -107,13 +106,7 @@ def fit_temperature(logits, labels, sample_weight=None, prior=None, tol=1e-12, m
         )
     labels = check_labels(labels, logits.shape[1], logits.shape[0])
     max_iter = check_positive_int(max_iter, "max_iter")
-    if (
-        isinstance(tol, bool)
-        or not isinstance(tol, numbers.Real)
-        or not np.isfinite(tol)
-        or tol < 0
-    ):
-        raise ValueError(f"`tol` must be a finite number >= 0, got {_show(tol)}")
+    tol = check_nonnegative_float(tol, "tol")
     weights = check_sample_weight(sample_weight, logits.shape[0])
     weights = weights / weights.sum()
     if prior is None:

@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from calibkeras import scoring
-from calibkeras._checks import check_class_counts
+from calibkeras._checks import check_class_counts, check_nonnegative_float
 from calibkeras.priors import prior_from_counts
 
 
@@ -72,10 +72,8 @@ class LogitAdjustedCrossentropy(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         counts = check_class_counts(class_counts)
-        if isinstance(tau, bool) or not np.isfinite(float(tau)) or float(tau) < 0:
-            raise ValueError(f"`tau` must be a finite number >= 0, got {tau!r}")
         self.class_counts = counts.tolist()
-        self.tau = float(tau)
+        self.tau = check_nonnegative_float(tau, "tau")
         self.from_logits = bool(from_logits)
         self.log_prior = np.log(prior_from_counts(counts))
 
