@@ -116,7 +116,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 
 #: The longest GIF file, in bytes, whose frames are counted; a longer one is refused
 #: when a pixel limit applies. Counting walks the whole file: on 2 cores a crafted GIF
-#: of 4 MiB took 1.8 s and 460 MB, so 2 MiB bounds the check near 1 s and 250 MB.
+#: of 4 MiB took 1.8 s and 460 MB, one of 2 MiB 0.8 s and 250 MB (BENCHMARKS.md).
 MAX_GIF_BYTES = 2 * 2**20
 
 _HEADER_PADDING = 32  # zero bytes appended so fixed-offset header reads stay in range
@@ -221,8 +221,8 @@ def declared_image_shape(image_bytes):
     JPEG (libjpeg's own header read, ``tf.image.extract_jpeg_shape``), PNG (IHDR),
     BMP and WebP (VP8, VP8L and VP8X) headers are read. For a GIF the frames are
     counted and sized by following its block structure to the trailer, since
-    TensorFlow decodes all of them onto a canvas as large as the largest (about 0.5 s
-    and 115 MB per MiB on 2 cores; a GIF longer than ``MAX_GIF_BYTES``, 2 MiB, is not
+    TensorFlow decodes all of them onto a canvas as large as the largest (about 0.4 s
+    and 120 MB per MiB on 2 cores; a GIF longer than ``MAX_GIF_BYTES``, 2 MiB, is not
     walked: status 5).
     Animated WebP files are refused by TensorFlow's decoder for RGB output. Other
     formats are reported as unknown. Graph-safe.
