@@ -33,7 +33,7 @@ def calibration_record(model, image_size, settings):
     """The calibration.json content: everything needed to use the model later.
 
     Args:
-        model: a trained :func:`calibkeras.models.build_classifier` model.
+        model: a trained :class:`calibkeras.models.CalibratedClassifier`.
         image_size: ``(height, width)`` the model takes.
         settings: extra facts to keep (data columns, backbone, loss, seed, ...).
 
@@ -44,14 +44,14 @@ def calibration_record(model, image_size, settings):
     import calibkeras
     from calibkeras.data.preprocessing import RESIZE_METHOD
 
-    shift = model.get_layer("prior_shift")
+    shift = model.prior_shift
     return {
         "calibkeras_version": calibkeras.__version__,
-        "class_names": list(shift.class_names or [str(k) for k in range(shift.num_classes)]),
+        "class_names": model.class_names,
         "class_counts": shift.class_counts,
         "training_prior": shift.training_prior,
         "deployment_prior": shift.prior,
-        "temperature": model.get_layer("temperature").temperature,
+        "temperature": model.temperature,
         "preprocessing": {
             "image_size": list(image_size),
             "decode": "tf.io.decode_image(channels=3, expand_animations=False)",
@@ -72,9 +72,7 @@ def load_model_directory(path):
     Raises:
         FileNotFoundError: when the folder or one of the two files is missing.
     """
-    import keras
-
-    import calibkeras.layers  # noqa: F401  (registers the custom layers for loading)
+    from calibkeras.models.classifier import load_classifier
 
     folder = Path(path)
     if not folder.is_dir():
@@ -86,5 +84,4 @@ def load_model_directory(path):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"'{folder / name}' is missing: is '{folder}' a model folder?")
     record = json.loads((folder / CALIBRATION_FILE).read_text())
-    model = keras.models.load_model(folder / MODEL_FILE)
-    return model, record
+    return load_classifier(folder / MODEL_FILE), record

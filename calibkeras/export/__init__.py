@@ -1,6 +1,5 @@
 """SavedModel export for TF Serving, and its verification with TF Serving's loader."""
 
-from calibkeras.export.classifier_parts import ClassifierParts, split_classifier
 from calibkeras.export.saved_model import (
     METADATA_COLLECTIONS,
     SIGNATURE_NAMES,
@@ -16,12 +15,10 @@ from calibkeras.export.verify import (
 __all__ = [
     "METADATA_COLLECTIONS",
     "SIGNATURE_NAMES",
-    "ClassifierParts",
     "SavedModelVerificationError",
     "ServingSession",
     "export_saved_model",
     "find_version_dir",
     "read_export_metadata",
-    "split_classifier",
     "verify_saved_model",
 ]

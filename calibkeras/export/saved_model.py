@@ -15,11 +15,10 @@ from calibkeras.calibration.decisions import (
     check_abstain_cost,
     check_cost_matrix,
 )
-from calibkeras.calibration.prior import PriorEstimate
+from calibkeras.priors import PriorEstimate
 from calibkeras.data.preprocessing import DEFAULT_MAX_IMAGE_PIXELS, decode_images
-from calibkeras.export.classifier_parts import split_classifier
 from calibkeras.layers.cost_sensitive_decision import CostSensitiveDecision
-from calibkeras.layers.prior_shift import PriorShift
+from calibkeras.models.calibrated_classifier import check_calibrated_classifier
 
 #: The signatures every export holds, in the order they are added.
 SIGNATURE_NAMES = ("serving_default", "predict_image_bytes", "decide", "decide_with_costs")
@@ -173,15 +172,14 @@ def _checked_log_prior(log_prior, num_classes):
         return tf.identity(log_prior)
 
 
-def _deployment_log_prior(prior_shift, prior):
+def _deployment_log_prior(model, prior):
     """The ``(K,)`` float32 log prior the exported signatures predict under."""
     if prior is None:
-        return variable_value(prior_shift.log_prior).astype(np.float32)
+        return variable_value(model.prior_shift.log_prior).astype(np.float32)
     if isinstance(prior, PriorEstimate):
         prior = prior.prior
-    scratch = PriorShift.from_config(prior_shift.get_config())  # the caller's model is untouched
-    scratch.set_prior(prior)
-    return variable_value(scratch.log_prior).astype(np.float32)
+    # Resolved, not set: the caller's model is untouched.
+    return np.log(model.resolve_prior(prior)).astype(np.float32)
 
 
 def export_saved_model(
@@ -240,9 +238,8 @@ def export_saved_model(
     to ``<version>`` at the end, so TF Serving never sees a half-written version.
 
     Args:
-        model: a calibkeras classifier (see :func:`calibkeras.export.split_classifier`
-            for the contract): images ``(batch, H, W, 3)`` in 0..255 -> logits from
-            ``TemperatureScaling`` then ``PriorShift``.
+        model: a :class:`calibkeras.models.CalibratedClassifier` (from
+            ``build_classifier`` or ``load_classifier``).
         export_dir: the model's base folder (e.g. ``saved_models/food10``); created if
             missing.
         version: positive int, the version folder name (default 1).
@@ -251,8 +248,8 @@ def export_saved_model(
         abstain_cost: None (default) or a non-negative cost of an extra abstain action
             (decision id ``A``) in ``decide``.
         prior: the deployment prior of the exported signatures: None (default, the
-            model's current ``PriorShift`` prior), ``"uniform"``, ``"training"``, a
-            ``(K,)`` probability vector or a
+            model's current prior), ``"uniform"``, ``"training"``,
+            ``{class name: probability}``, a ``(K,)`` probability vector or a
             :class:`calibkeras.calibration.PriorEstimate`. Applied to the export only;
             the model is not changed.
         action_names: optional ``A`` names of the actions for ``decision_names``;
@@ -290,8 +287,8 @@ def export_saved_model(
         TF Serving REST API: https://www.tensorflow.org/tfx/serving/api_rest
         Elkan (2001), The foundations of cost-sensitive learning. IJCAI.
     """
-    parts = split_classifier(model)
-    class_names = parts.class_names
+    model = check_calibrated_classifier(model)
+    class_names = model.class_names
     num_classes = len(class_names)
     version = check_positive_int(version, "version")
     max_image_pixels = check_positive_int(max_image_pixels, "max_image_pixels")
@@ -302,24 +299,23 @@ def export_saved_model(
     else:
         costs = check_cost_matrix(cost_matrix, num_classes)
     abstain_cost = check_abstain_cost(abstain_cost)
-    log_prior = _deployment_log_prior(parts.prior_shift, prior)
+    log_prior = _deployment_log_prior(model, prior)
     decision_layer = CostSensitiveDecision(
         costs, abstain_cost=abstain_cost, action_names=action_names, name="decision"
     )
-    log_temperature = float(variable_value(parts.temperature_layer.log_temperature))
+    log_temperature = float(variable_value(model.calibration.log_temperature))
     if log_temperature == 0.0:
         warnings.warn(
-            f"TemperatureScaling layer '{parts.temperature_layer.name}' has T = 1.0 exactly, "
-            "so it was probably never fitted and the exported probabilities are not "
-            "temperature-calibrated. Fit it on validation data first "
-            "(calibkeras.calibration.fit_temperature, then set_temperature, or the "
+            f"the temperature of {model.name!r} is T = 1.0 exactly, so it was probably "
+            "never fitted and the exported probabilities are not temperature-calibrated. "
+            "Fit it on validation data first (model.calibrate(val_data), or the "
             "TemperatureCalibration callback).",
             UserWarning,
             stacklevel=2,
         )
     final = Path(export_dir) / str(version)
     check_output_dir(final, overwrite, argument="export_dir/<version>", layout="saved_model")
-    archive = _build_archive(parts, decision_layer, log_prior, max_image_pixels)
+    archive = _build_archive(model, decision_layer, log_prior, max_image_pixels)
     with staged_directory(final, overwrite, argument="export_dir/<version>",
                           layout="saved_model") as staging:
         archive.write_out(os.fspath(staging), verbose=verbose)
@@ -337,13 +333,12 @@ def class_outputs(probabilities, class_names):
     }
 
 
-def _build_archive(parts, decision_layer, log_prior, max_image_pixels):
+def _build_archive(model, decision_layer, log_prior, max_image_pixels):
     """The ExportArchive with the four signatures and the metadata collections."""
-    image_size = parts.image_size
-    num_classes = len(parts.class_names)
-    scaled_logits_model = parts.scaled_logits_model
+    image_size = model.image_size
+    num_classes = model.num_classes
 
-    class_names = tf.Variable(parts.class_names, dtype=tf.string, trainable=False)
+    class_names = tf.Variable(model.class_names, dtype=tf.string, trainable=False)
     action_names = tf.Variable(decision_layer.output_action_names, dtype=tf.string,
                                trainable=False)
     deployment_log_prior = tf.Variable(log_prior, dtype=tf.float32, trainable=False)
@@ -356,7 +351,7 @@ def _build_archive(parts, decision_layer, log_prior, max_image_pixels):
         # rejects zero-row inputs to some kernels on AVX-512 CPUs.
         return tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: tf.cast(scaled_logits_model(images, training=False), tf.float32),
+            lambda: tf.cast(model.calibration(model.balanced_logits(images)), tf.float32),
             lambda: tf.zeros([0, num_classes], tf.float32),
         )
 
@@ -393,7 +388,7 @@ def _build_archive(parts, decision_layer, log_prior, max_image_pixels):
 
     images_spec = tf.TensorSpec(None, tf.float32, name="images")
     archive = keras.export.ExportArchive()
-    archive.track(scaled_logits_model)
+    archive.track(model)
     archive.track(decision_layer)
     archive.add_endpoint("serving_default", serving_default, input_signature=[images_spec])
     archive.add_endpoint(
@@ -417,7 +412,7 @@ def _build_archive(parts, decision_layer, log_prior, max_image_pixels):
     collections = {
         "class_names": [class_names],
         "image_size": [image_size_variable],
-        "log_temperature": [parts.temperature_layer.log_temperature],
+        "log_temperature": [model.calibration.log_temperature],
         "deployment_log_prior": [deployment_log_prior],
         "cost_matrix": [decision_layer.cost_matrix],
         "abstain_cost": abstain,

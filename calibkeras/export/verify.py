@@ -5,9 +5,9 @@ import tensorflow as tf
 
 from calibkeras.calibration.decisions import extended_cost_matrix
 from calibkeras.data.preprocessing import decode_images
-from calibkeras.export.classifier_parts import split_classifier
 from calibkeras.export.saved_model import SIGNATURE_NAMES, variable_value
 from calibkeras.export.serving_session import ServingSession, find_version_dir
+from calibkeras.models.calibrated_classifier import check_calibrated_classifier
 
 
 class SavedModelVerificationError(AssertionError):
@@ -208,14 +208,12 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
     costs = extended_cost_matrix(metadata["cost_matrix"], metadata["abstain_cost"])
 
     meta_checker = _Checker(atol)
-    parts = None
     if model is not None:
-        parts = split_classifier(model)
-        meta_checker.equal("image_size", [parts.image_size], [(height, width)])
-        meta_checker.equal("class_names", metadata["class_names"], parts.class_names)
-        request_log_prior = variable_value(parts.prior_shift.log_prior).astype(np.float32)
-        meta_checker.close("temperature", [metadata["temperature"]],
-                           [parts.temperature_layer.temperature])
+        model = check_calibrated_classifier(model)
+        meta_checker.equal("image_size", [model.image_size], [(height, width)])
+        meta_checker.equal("class_names", metadata["class_names"], model.class_names)
+        request_log_prior = variable_value(model.prior_shift.log_prior).astype(np.float32)
+        meta_checker.close("temperature", [metadata["temperature"]], [model.temperature])
     else:
         request_log_prior = log_prior
 
@@ -240,9 +238,9 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
             served["serving_default@decoded"] = session.run("serving_default", images=decoded)
 
     # References (computed outside the TF1 session's graph).
-    if parts is not None:
-        scaled = parts.scaled_logits_model(images, training=False)
-        scaled_decoded = parts.scaled_logits_model(decoded, training=False)
+    if model is not None:
+        scaled = model.calibration(model.balanced_logits(images))
+        scaled_decoded = model.calibration(model.balanced_logits(decoded))
         probs = _softmax(np.asarray(scaled, dtype=np.float32) + log_prior)
         probs_decoded = _softmax(np.asarray(scaled_decoded, dtype=np.float32) + log_prior)
         probs_request = _softmax(np.asarray(model(images, training=False), dtype=np.float32))
@@ -256,7 +254,7 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
         probs = probs_decoded = probs_request = None
 
     signatures = {}
-    if meta_checker.failures or parts is not None:
+    if meta_checker.failures or model is not None:
         signatures["metadata"] = meta_checker.report()
     for name in SIGNATURE_NAMES:
         checker = _Checker(atol)
@@ -276,7 +274,7 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
 
     report = {
         "path": path,
-        "reference": "keras model" if parts is not None else "self-consistency",
+        "reference": "keras model" if model is not None else "self-consistency",
         "num_samples": int(len(images)),
         "ok": all(entry["ok"] for entry in signatures.values()),
         "signatures": signatures,

@@ -5,10 +5,7 @@ import numpy as np
 from keras import ops
 
 from calibkeras._checks import _show, check_class_counts, check_positive_int, check_prior
-from calibkeras.priors import prior_from_counts
-
-#: The named priors that :meth:`PriorShift.set_prior` accepts besides a vector.
-NAMED_PRIORS = ("uniform", "training")
+from calibkeras.priors import prior_from_counts, resolve_prior
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")
@@ -68,7 +65,7 @@ class PriorShift(keras.layers.Layer):
             sizes["class_names"] = len(class_names)
         if num_classes is not None:
             sizes["num_classes"] = check_positive_int(num_classes, "num_classes")
-        if not isinstance(prior, str):
+        if not isinstance(prior, str) and not isinstance(prior, dict):
             prior = check_prior(prior).tolist()
             sizes["prior"] = len(prior)
         if len(set(sizes.values())) > 1:
@@ -108,24 +105,17 @@ class PriorShift(keras.layers.Layer):
         return prior / prior.sum()
 
     def _resolve(self, prior):
-        if isinstance(prior, str):
-            if prior == "uniform":
-                return np.full(self.num_classes, 1.0 / self.num_classes)
-            if prior == "training":
-                if self.class_counts is None:
-                    raise ValueError(
-                        "`prior` 'training' needs the training class counts: build the "
-                        "layer with `class_counts=`"
-                    )
-                return self.training_prior
-            raise ValueError(
-                f"`prior` must be 'uniform', 'training' or a vector of {self.num_classes} "
-                f"probabilities, got {prior!r}"
-            )
-        return check_prior(prior, self.num_classes)
+        return resolve_prior(
+            prior, num_classes=self.num_classes, class_names=self.class_names,
+            training_prior=self.training_prior,
+        )
 
     def set_prior(self, prior):
-        """Sets the prior: ``"uniform"``, ``"training"`` or ``K`` probabilities.
+        """Sets the prior: ``"uniform"``, ``"training"``, ``{class name: p}`` or ``K`` numbers.
+
+        Any specification of :func:`calibkeras.priors.resolve_prior` that needs no data
+        (``"labels"`` and ``"estimate"`` need data: use
+        :meth:`calibkeras.models.CalibratedClassifier.set_prior`).
 
         Works on a built, trained model; nothing is rebuilt and no weight other than
         ``log_prior`` changes.
@@ -168,7 +158,8 @@ def check_data_classes(model, data, name):
     against the wrong classes.
 
     Data without ``class_names`` (a ``tf.data.Dataset``, arrays) and a model without a
-    top-level PriorShift layer cannot be compared and pass. A PriorShift layer without
+    ``prior_shift`` attribute (not a ``CalibratedClassifier``) cannot be compared and
+    pass. A PriorShift layer without
     class names is compared by the number of classes only.
 
     Args:
@@ -183,15 +174,13 @@ def check_data_classes(model, data, name):
     data_names = getattr(data, "class_names", None)
     if data_names is None or isinstance(data_names, str):
         return
-    shifts = [layer for layer in getattr(model, "layers", ()) if isinstance(layer, PriorShift)]
-    if len(shifts) != 1:
+    shift = getattr(model, "prior_shift", None)
+    if not isinstance(shift, PriorShift):
         return
-    shift = shifts[0]
     data_names = [str(class_name) for class_name in data_names]
     fix = (
         "Load the data with the model's classes, e.g. `dataset_from_csv(..., class_names="
-        "model.get_layer('prior_shift').class_names)`, so that label ids mean the same "
-        "classes"
+        "model.class_names)`, so that label ids mean the same classes"
     )
     if shift.class_names is None:
         if len(data_names) != shift.num_classes:

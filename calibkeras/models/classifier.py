@@ -1,17 +1,16 @@
-"""build_classifier: backbone -> balanced logits -> temperature -> prior shift."""
+"""build_classifier and load_classifier: the ways to a CalibratedClassifier."""
+
+import warnings
 
 import keras
 
-from calibkeras._checks import check_positive_int
 from calibkeras.data.preprocessing import check_image_size
-from calibkeras.layers import PriorShift, TemperatureScaling
 from calibkeras.models.backbones import build_backbone
-
-#: Names of the layers every calibkeras classifier has at its top level.
-BACKBONE_LAYER = "backbone"
-LOGITS_LAYER = "logits"
-TEMPERATURE_LAYER = "temperature"
-PRIOR_SHIFT_LAYER = "prior_shift"
+from calibkeras.models.calibrated_classifier import (
+    CalibratedClassifier,
+    check_calibrated_classifier,
+    check_num_classes,
+)
 
 
 def build_classifier(
@@ -27,30 +26,18 @@ def build_classifier(
 ):
     """Builds a calibrated image classifier with an explicit, adjustable class prior.
 
-    Architecture (layer names in quotes)::
-
-        images [B, H, W, 3], float32 RGB in 0..255 ("images")
-          -> backbone ("backbone"; normalises its input itself; BatchNorm always in
-             inference mode, also when fine-tuned)
-          -> global average pooling ("avg_pool") -> dropout ("dropout")
-          -> Dense: balanced logits f(x) ("logits")
-          -> TemperatureScaling: f(x) / T ("temperature"; T = 1 until fitted, not
-             trained by model.fit)
-          -> PriorShift: + log(prior) ("prior_shift")
-
-    The model's output is the logits under the deployment prior; ``softmax`` of it
-    are the calibrated probabilities. Train it with
-    :class:`calibkeras.losses.LogitAdjustedCrossentropy` (``from_logits=True``)
-    while the prior is uniform, so the head learns balanced logits; fit ``T`` with
-    :func:`calibkeras.callbacks.calibrate_temperature`; set the prior with
-    ``model.get_layer("prior_shift").set_prior(...)``. :func:`probabilities_model`
-    and :func:`logits_model` give the probabilities and the balanced logits.
+    A :class:`CalibratedClassifier` (see there for the architecture) around
+    :func:`calibkeras.models.build_backbone` ``(backbone, weights, (H, W, 3))``.
+    Train it with :class:`calibkeras.losses.LogitAdjustedCrossentropy` while the prior
+    is uniform, fit ``T`` with ``model.calibrate(val_data)`` and set the deployment
+    prior with ``model.set_prior(...)``.
 
     Args:
         num_classes: number of classes ``K`` (>= 2).
-        backbone: ``"efficientnet_lite0"`` (default; offline ImageNet weights) or a
+        backbone: ``"efficientnet_lite0"`` (default; offline ImageNet weights), a
             keras.applications EfficientNet: ``"efficientnet_b0"`` ... ``"_b7"``,
-            ``"efficientnet_v2_b0"`` ... ``"_b3"``, ``"_s"``, ``"_m"``, ``"_l"``.
+            ``"efficientnet_v2_b0"`` ... ``"_b3"``, ``"_s"``, ``"_m"``, ``"_l"``, or a
+            ``keras.Model`` to a 4-D feature map.
         weights: ``"imagenet"`` (default; keras.applications backbones download them
             with Keras, which needs the network), None (random), or the path of a
             ``.weights.h5`` file of the headless backbone.
@@ -61,12 +48,12 @@ def build_classifier(
         class_names: optional ``K`` class names, kept in the PriorShift layer config
             (they travel with the model and its SavedModel export).
         prior: the starting deployment prior: ``"uniform"`` (default; right for
-            training with the logit-adjusted loss), ``"training"`` or ``K``
-            probabilities.
+            training with the logit-adjusted loss), ``"training"``,
+            ``{class name: probability}`` or ``K`` probabilities.
         name: the model name.
 
     Returns:
-        A ``keras.Model`` (not compiled).
+        A :class:`CalibratedClassifier` (not compiled).
 
     Example:
         >>> info = calibkeras.datasets.load_food10("train", image_size=(160, 160))
@@ -79,36 +66,42 @@ def build_classifier(
         Tan & Le (2019), EfficientNet. Menon et al. (2021), Long-tail learning via
         logit adjustment. Guo et al. (2017), On Calibration of Modern Neural Networks.
     """
-    num_classes = check_positive_int(num_classes, "num_classes")
-    if num_classes < 2:
-        raise ValueError(f"`num_classes` must be at least 2, got {num_classes}")
+    num_classes = check_num_classes(num_classes)
     if isinstance(image_size, int) and not isinstance(image_size, bool):
         image_size = (image_size, image_size)
     height, width = check_image_size(image_size)
-    if isinstance(dropout, bool) or not 0 <= float(dropout) < 1:
-        raise ValueError(f"`dropout` must be a number in [0, 1), got {dropout!r}")
-    shift = PriorShift(
-        prior=prior,
+    return CalibratedClassifier(
+        build_backbone(backbone, weights, (height, width, 3)),
+        num_classes,
+        dropout=dropout,
         class_counts=class_counts,
-        num_classes=num_classes,
         class_names=class_names,
-        name=PRIOR_SHIFT_LAYER,
+        prior=prior,
+        name=name,
     )
-    features = build_backbone(backbone, weights, (height, width, 3))
-    inputs = keras.Input((height, width, 3), name="images")
-    x = features(inputs, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dropout(float(dropout), name="dropout")(x)
-    # float32 whatever the dtype policy: the balanced logits feed the calibration.
-    logits = keras.layers.Dense(num_classes, name=LOGITS_LAYER, dtype="float32")(x)
-    temperature = TemperatureScaling(name=TEMPERATURE_LAYER, trainable=False)
-    outputs = shift(temperature(logits))
-    return keras.Model(inputs, outputs, name=name)
+
+
+def load_classifier(path):
+    """Loads a ``.keras`` file of a calibkeras classifier as a :class:`CalibratedClassifier`.
+
+    Files written by calibkeras 0.1 (a plain functional model) load too: the model is
+    rebuilt around the same backbone, with the same weights, temperature and prior.
+    """
+    import calibkeras.layers  # noqa: F401  (registers the custom layers for loading)
+
+    model = keras.models.load_model(path)
+    if isinstance(model, CalibratedClassifier):
+        return model
+    return CalibratedClassifier.from_functional(model)
 
 
 def logits_model(model):
-    """A model sharing ``model``'s weights that outputs the balanced logits ``f(x)``."""
-    return keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
+    """Deprecated: use ``model.balanced_logits_model()``."""
+    warnings.warn(
+        "calibkeras.models.logits_model is deprecated; use model.balanced_logits_model()",
+        DeprecationWarning, stacklevel=2,
+    )
+    return check_calibrated_classifier(model).balanced_logits_model()
 
 
 def probabilities_model(model):

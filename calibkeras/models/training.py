@@ -10,11 +10,10 @@ import keras
 import numpy as np
 
 from calibkeras._checks import check_choice, check_class_counts
-from calibkeras.callbacks import calibrate_temperature
 from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
 from calibkeras.metrics import BalancedAccuracy
-from calibkeras.models.classifier import BACKBONE_LAYER, LOGITS_LAYER, PRIOR_SHIFT_LAYER
+from calibkeras.models.calibrated_classifier import check_calibrated_classifier
 from calibkeras.priors import prior_from_counts
 
 #: The training losses the recipe knows.
@@ -43,6 +42,7 @@ def _fit(model, train_data, class_counts, epochs, validation_data, loss, optimiz
          callbacks, steps_per_epoch, verbose):
     """Compiles with ``optimizer``, the recipe loss and BalancedAccuracy, then fits."""
     class_counts = check_class_counts(class_counts).tolist()
+    model = check_calibrated_classifier(model)
     check_data_classes(model, train_data, "train_data")
     check_data_classes(model, validation_data, "validation_data")
     _check_uniform_prior(model)
@@ -63,12 +63,12 @@ def _fit(model, train_data, class_counts, epochs, validation_data, loss, optimiz
 
 
 def _check_uniform_prior(model):
-    prior = model.get_layer(PRIOR_SHIFT_LAYER).prior
+    prior = model.prior_shift.prior
     if not np.allclose(prior, prior[0]):
         raise ValueError(
             "the model's PriorShift layer must hold the uniform prior while training (the "
             f"head learns balanced logits), got {np.round(prior, 4).tolist()}; call "
-            "model.get_layer('prior_shift').set_prior('uniform') first"
+            "model.set_prior('uniform') first"
         )
 
 
@@ -96,7 +96,7 @@ def train_head(
     Returns:
         The Keras ``History``.
     """
-    model.get_layer(BACKBONE_LAYER).trainable = False
+    check_calibrated_classifier(model).backbone.trainable = False
     return _fit(model, train_data, class_counts, epochs, validation_data, loss,
                 keras.optimizers.Adam(learning_rate), callbacks, steps_per_epoch, verbose)
 
@@ -112,7 +112,7 @@ def unfreeze_top(model, fraction=1.0):
     """
     if isinstance(fraction, bool) or not 0 < float(fraction) <= 1:
         raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
-    backbone = model.get_layer(BACKBONE_LAYER)
+    backbone = check_calibrated_classifier(model).backbone
     backbone.trainable = True
     layers = backbone.layers
     first = int(round(len(layers) * (1 - float(fraction))))
@@ -198,11 +198,11 @@ def remove_training_prior(model, class_counts):
 
     A head trained with plain (or focal) cross-entropy learns
     ``z(x) = f(x) + log(pi_train) + c``; subtracting ``log(pi_train)`` from the bias of
-    the ``"logits"`` layer leaves the balanced logits ``f(x)`` (Menon et al. 2021,
-    post-hoc logit adjustment). Not needed after the logit-adjusted loss.
+    the head leaves the balanced logits ``f(x)`` (Menon et al. 2021, post-hoc logit
+    adjustment). Not needed after the logit-adjusted loss.
     """
     log_prior = np.log(prior_from_counts(check_class_counts(class_counts)))
-    dense = model.get_layer(LOGITS_LAYER)
+    dense = check_calibrated_classifier(model).head
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel, bias - log_prior.astype(bias.dtype)])
 
@@ -246,6 +246,7 @@ def fit_calibrated(
     """
     check_choice(loss, "loss", LOSSES)
     _check_fine_tune_options(fine_tune_schedule, fine_tune_ema_momentum, prefix="fine_tune_")
+    model = check_calibrated_classifier(model)
     check_data_classes(model, train_data, "train_data")
     check_data_classes(model, validation_data, "validation_data")
     histories = {"head": None, "fine_tune": None}
@@ -268,5 +269,5 @@ def fit_calibrated(
         )
     if loss != "logit_adjusted":
         remove_training_prior(model, class_counts)
-    histories["temperature"] = calibrate_temperature(model, validation_data, validation_prior)
+    histories["temperature"] = model.calibrate(validation_data, prior=validation_prior)
     return histories

@@ -1,0 +1,350 @@
+"""CalibratedClassifier: backbone -> balanced logits -> temperature -> prior shift."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from calibkeras._checks import check_positive_int
+from calibkeras.layers import PriorShift, TemperatureScaling
+from calibkeras.layers.prior_shift import check_data_classes
+from calibkeras.priors import resolve_prior
+
+
+@keras.saving.register_keras_serializable(package="calibkeras")
+class CalibratedClassifier(keras.Model):
+    """An image classifier whose probabilities are calibrated and whose prior is explicit.
+
+    A task model in the keras-hub style: a functional ``keras.Model`` that owns its
+    parts as attributes, so training, calibration, export and reports reach them by
+    attribute, never by layer name::
+
+        images [B, H, W, 3], float32 RGB in 0..255 ("images")
+          -> backbone: feature map; normalises its input itself; called with
+             training=False, so BatchNorm stays in inference mode
+          -> global average pooling ("avg_pool") -> dropout ("dropout")
+          -> head, Dense in float32: balanced logits f(x) ("logits")
+          -> calibration, TemperatureScaling: f(x) / T ("temperature"; T = 1 until
+             fitted; not trained by model.fit)
+          -> prior_shift, PriorShift: + log(prior) ("prior_shift")
+
+    The output is the logits under the deployment prior; their softmax are the
+    calibrated probabilities. Train with
+    :class:`calibkeras.losses.LogitAdjustedCrossentropy` while the prior is uniform (the
+    head then learns balanced logits), fit ``T`` with :meth:`calibrate`, and choose the
+    deployment prior with :meth:`set_prior`. Logits, calibration and prior stay float32
+    whatever the dtype policy. :func:`calibkeras.models.build_classifier` builds one
+    from a backbone name.
+
+    Args:
+        backbone: a ``keras.Model`` from ``(H, W, 3)`` images in 0..255 (static ``H``
+            and ``W``) to a 4-D feature map (pooled by the model);
+            :func:`calibkeras.models.build_backbone` makes one. Any functional
+            ``keras.Model`` with one input of fixed shape and a 2-D ``(batch, features)``
+            output works too (no pooling; e.g. features computed elsewhere), but only
+            image classifiers export to TF Serving.
+        num_classes: number of classes ``K`` (>= 2).
+        dropout: dropout rate before the head, in [0, 1).
+        class_counts: optional ``K`` training class counts (``"training"`` prior).
+        class_names: optional ``K`` class names; they travel with the model and its
+            SavedModel.
+        prior: the starting deployment prior (default ``"uniform"``), any data-free
+            specification of :func:`calibkeras.priors.resolve_prior`.
+        **kwargs: ``keras.Model`` arguments (``name``).
+
+    Example:
+        >>> backbone = build_backbone("efficientnet_lite0", "imagenet", (160, 160, 3))
+        >>> model = CalibratedClassifier(backbone, 10, class_counts=counts)
+        >>> model.compile("adam", loss=LogitAdjustedCrossentropy(counts))
+        >>> model.fit(train_ds, epochs=5)
+        >>> model.calibrate(val_ds)            # the exact NLL-optimal temperature
+        >>> model.set_prior("estimate", data=deployment_ds)
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        *,
+        dropout=0.2,
+        class_counts=None,
+        class_names=None,
+        prior="uniform",
+        **kwargs,
+    ):
+        num_classes = check_num_classes(num_classes)
+        if isinstance(dropout, bool) or not 0 <= float(dropout) < 1:
+            raise ValueError(f"`dropout` must be a number in [0, 1), got {dropout!r}")
+        input_shape, pooled = _backbone_shapes(backbone)
+        kwargs.setdefault("name", "calibkeras_classifier")
+
+        # === Layers ===
+        self.backbone = backbone
+        self.pooling = keras.layers.GlobalAveragePooling2D(name="avg_pool") if pooled else None
+        self.head_dropout = keras.layers.Dropout(float(dropout), name="dropout")
+        # float32 whatever the dtype policy: the balanced logits feed the calibration.
+        self.head = keras.layers.Dense(num_classes, name="logits", dtype="float32")
+        self.calibration = TemperatureScaling(name="temperature", trainable=False)
+        self.prior_shift = PriorShift(
+            prior=prior, class_counts=class_counts, num_classes=num_classes,
+            class_names=class_names, name="prior_shift",
+        )
+
+        # === Functional model ===
+        images = keras.Input(input_shape, name="images")
+        logits = self._head_logits(images, training=None)
+        super().__init__(images, self.prior_shift(self.calibration(logits)), **kwargs)
+
+        # === Config ===
+        self.num_classes = num_classes
+        self.dropout = float(dropout)
+
+    def _head_logits(self, images, training):
+        features = self.backbone(images, training=False)
+        if self.pooling is not None:
+            features = self.pooling(features)
+        return self.head(self.head_dropout(features, training=training))
+
+    @property
+    def image_size(self):
+        """``(height, width)`` of the input images; ValueError if the input is no image."""
+        shape = tuple(self.inputs[0].shape[1:])
+        if len(shape) != 3 or shape[2] != 3:
+            raise ValueError(
+                f"{self.name!r} takes inputs of shape {shape}, not RGB images "
+                "(height, width, 3); only image classifiers have an image size"
+            )
+        return shape[:2]
+
+    @property
+    def class_names(self):
+        """The ``K`` class names (``"0"`` ... ``"K-1"`` when none were given)."""
+        names = self.prior_shift.class_names
+        return list(names) if names else [str(k) for k in range(self.num_classes)]
+
+    @property
+    def temperature(self):
+        """The fitted temperature ``T`` (float)."""
+        return self.calibration.temperature
+
+    def balanced_logits(self, images):
+        """Balanced logits ``f(x)`` of a batch of images (inference mode)."""
+        return self._head_logits(images, training=False)
+
+    def balanced_logits_model(self):
+        """A ``keras.Model`` sharing these weights, from images to balanced logits ``f(x)``.
+
+        For batched prediction (``predict``, a tf.distribute strategy); one pass through
+        the backbone serves every temperature and prior afterwards
+        (:meth:`probabilities`).
+        """
+        return keras.Model(self.inputs, self.head.output, name=f"{self.name}_balanced_logits")
+
+    def predict_balanced_logits(self, data, progress=False):
+        """``(logits, labels)``: balanced logits and integer labels of labelled data.
+
+        Args:
+            data: a ``LabeledDataset``, a ``tf.data.Dataset`` of ``(images, labels)``
+                batches or a tuple of arrays.
+            progress: show a progress bar.
+
+        Raises:
+            ValueError: a ``LabeledDataset`` whose class list is not the model's.
+        """
+        from calibkeras._batches import predict_with_labels
+
+        check_data_classes(self, data, "data")
+        return predict_with_labels(self.balanced_logits_model(), data, progress=progress)
+
+    def resolve_prior(self, prior, *, logits=None, labels=None, name="prior"):
+        """The ``K`` probabilities of a prior specification, for this model.
+
+        ``"training"`` is the model's training prior; ``"estimate"`` runs EM on the
+        calibrated posteriors of ``logits`` (balanced logits) under the training prior;
+        ``"labels"`` counts ``labels``; see :func:`calibkeras.priors.resolve_prior`.
+        """
+        probs = None
+        if isinstance(prior, str) and prior == "estimate" and logits is not None:
+            training = resolve_prior("training", num_classes=self.num_classes,
+                                     training_prior=self.prior_shift.training_prior,
+                                     name=name)
+            probs = self.probabilities(logits, training)
+        return resolve_prior(
+            prior, num_classes=self.num_classes, class_names=self.class_names,
+            training_prior=self.prior_shift.training_prior, labels=labels, probs=probs,
+            name=name,
+        )
+
+    def probabilities(self, logits, prior=None, *, calibrated=True):
+        """``softmax(f / T + log(prior))`` of balanced logits, as float64 NumPy.
+
+        Args:
+            logits: ``(N, K)`` balanced logits (:meth:`predict_balanced_logits`).
+            prior: a prior specification (default: the model's current prior).
+            calibrated: divide by the fitted temperature (default True; False is
+                ``T = 1``).
+        """
+        logits = ops.convert_to_tensor(np.asarray(logits, dtype="float32"))
+        if calibrated:
+            logits = self.calibration(logits)
+        if prior is None:
+            log_prior = ops.convert_to_numpy(self.prior_shift.log_prior).astype(np.float64)
+        else:
+            log_prior = np.log(self.resolve_prior(prior))
+        scores = ops.convert_to_numpy(logits).astype(np.float64) + log_prior
+        scores -= scores.max(axis=1, keepdims=True)
+        probs = np.exp(scores)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def set_prior(self, prior, *, data=None):
+        """Sets the deployment prior; returns it as a ``(K,)`` float64 array.
+
+        Args:
+            prior: ``"uniform"``, ``"training"``, ``"estimate"`` (EM on ``data``,
+                labels not needed), ``"labels"`` (the label frequencies of ``data``),
+                ``{class name: probability}`` or ``K`` probabilities.
+            data: images for ``"estimate"`` and ``"labels"``, as for
+                :meth:`predict_balanced_logits`.
+        """
+        logits = labels = None
+        if isinstance(prior, str) and prior in ("estimate", "labels", "validation"):
+            if data is None:
+                raise ValueError(f"`prior` {prior!r} needs `data`: the images to use")
+            logits, labels = self.predict_balanced_logits(data)
+        vector = self.resolve_prior(prior, logits=logits, labels=labels)
+        self.prior_shift.set_prior(vector)
+        return vector
+
+    def calibrate(self, data, *, prior=None, batch_size=32):
+        """Fits the temperature on labelled validation data; returns ``T``.
+
+        ``T`` is the exact minimiser of the NLL of ``softmax(f(x) / T + log(prior))``
+        (:func:`calibkeras.calibration.fit_temperature`), fitted under the prior of the
+        validation data.
+
+        Args:
+            data: labelled data, as for :meth:`predict_balanced_logits`.
+            prior: the prior of the validation data: None (default) the training
+                prior (the current prior for a model without class counts);
+                ``"labels"`` its label frequencies; or any other specification.
+            batch_size: batch size for array input.
+        """
+        from calibkeras._batches import predict_with_labels
+        from calibkeras.calibration import fit_temperature
+
+        check_data_classes(self, data, "data")
+        logits, labels = predict_with_labels(self.balanced_logits_model(), data, batch_size)
+        if prior is None:
+            fitting_prior = (self.prior_shift.training_prior
+                             if self.prior_shift.class_counts is not None
+                             else self.prior_shift.prior)
+        else:
+            fitting_prior = self.resolve_prior(prior, logits=logits, labels=labels)
+        temperature = fit_temperature(logits, labels, prior=fitting_prior)
+        self.calibration.set_temperature(temperature)
+        return temperature
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+            "class_counts": self.prior_shift.class_counts,
+            "class_names": self.prior_shift.class_names,
+            "prior": self.prior_shift.prior_argument,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+    @classmethod
+    def from_functional(cls, model):
+        """The CalibratedClassifier of a plain functional classifier saved by calibkeras 0.1.
+
+        calibkeras 0.1 saved ``keras.Model(images, logits)`` with top-level layers named
+        ``backbone``, ``dropout``, ``logits``, ``temperature`` and ``prior_shift``; this
+        builds the task model around the same backbone and copies the head,
+        temperature and prior. :func:`calibkeras.models.load_classifier` calls it.
+
+        Raises:
+            ValueError: naming the missing layer when ``model`` has not that layout.
+        """
+        parts = {}
+        for name, kind in (("backbone", keras.Model), ("dropout", keras.layers.Dropout),
+                           ("logits", keras.layers.Dense), ("temperature", TemperatureScaling),
+                           ("prior_shift", PriorShift)):
+            try:
+                parts[name] = model.get_layer(name)
+            except ValueError:
+                parts[name] = None
+            if not isinstance(parts[name], kind):
+                raise ValueError(
+                    f"`model` {model.name!r} is not a calibkeras classifier: it needs a "
+                    f"top-level {kind.__name__} layer named {name!r}; build one with "
+                    "calibkeras.models.build_classifier"
+                )
+        shift = parts["prior_shift"]
+        classifier = cls(
+            parts["backbone"], shift.num_classes, dropout=parts["dropout"].rate,
+            class_counts=shift.class_counts, class_names=shift.class_names,
+            prior=shift.prior_argument, name=model.name,
+        )
+        classifier.head.set_weights(parts["logits"].get_weights())
+        classifier.calibration.set_temperature(parts["temperature"].temperature)
+        classifier.prior_shift.set_prior(shift.prior)
+        return classifier
+
+
+def check_calibrated_classifier(model, name="model"):
+    """Returns ``model`` if it is a :class:`CalibratedClassifier`, else a ValueError."""
+    if isinstance(model, CalibratedClassifier):
+        return model
+    raise ValueError(
+        f"`{name}` must be a calibkeras CalibratedClassifier (from build_classifier or "
+        f"load_classifier), got {type(model).__name__} {getattr(model, 'name', '')!r}; "
+        "a model saved by calibkeras 0.1 becomes one with load_classifier(path) or "
+        "CalibratedClassifier.from_functional(model)"
+    )
+
+
+def check_num_classes(num_classes):
+    """``num_classes`` as an int >= 2, else a ValueError naming it."""
+    num_classes = check_positive_int(num_classes, "num_classes")
+    if num_classes < 2:
+        raise ValueError(f"`num_classes` must be at least 2, got {num_classes}")
+    return num_classes
+
+
+def _backbone_shapes(backbone):
+    """``(input shape, pooled)`` of a backbone ``keras.Model``, checked.
+
+    ``pooled`` is True for a 4-D feature map output (global average pooling follows),
+    False for a 2-D ``(batch, features)`` output.
+    """
+    try:
+        inputs, outputs = backbone.inputs, backbone.outputs
+    except AttributeError:
+        inputs = outputs = None
+    if not isinstance(backbone, keras.Model) or not inputs or len(inputs) != 1:
+        raise ValueError(
+            "`backbone` must be a functional keras.Model with one input (see "
+            f"calibkeras.models.build_backbone), got {type(backbone).__name__}"
+        )
+    shape = tuple(inputs[0].shape[1:])
+    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ValueError(
+            f"`backbone` must take inputs of a fixed shape, such as images (height, width, "
+            f"3) with a fixed height and width; got {shape}"
+        )
+    ranks = [len(output.shape) for output in outputs]
+    if ranks not in ([4], [2]):
+        raise ValueError(
+            "`backbone` must have one output: a 4-D feature map (batch, height, width, "
+            f"channels) or 2-D features (batch, features); got shapes "
+            f"{[tuple(output.shape) for output in outputs]}"
+        )
+    return shape, ranks == [4]

@@ -1,0 +1,103 @@
+"""The Python workflow below the command: its config, priors, and the CLI's flag names."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from calibkeras import cli, workflow
+from calibkeras.models import CalibratedClassifier
+
+
+def test_train_config_defaults_are_the_commands():
+    config = workflow.TrainConfig(train_csv="t.csv", output="run")
+    args = cli.build_parser().parse_args(["train", "--train-csv", "t.csv", "--output", "run"])
+    assert cli._train_config(args) == dataclasses.replace(config, verbose=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", -1, r"`epochs` must be an integer >= 0, got -1"),
+        ("val_fraction", 0.0, r"`val_fraction` must be a number in \(0, 1\], got 0.0"),
+        ("loss", "hinge", r"`loss` must be one of"),
+        ("image_size", 0, r"`image_size` must be a positive integer"),
+        ("learning_rate", 0, r"`learning_rate` must be a positive number, got 0"),
+    ],
+)
+def test_train_config_refuses_bad_values_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        workflow.TrainConfig(train_csv="t.csv", output="run", **{field: value})
+
+
+def test_command_choices_come_from_the_workflow():
+    parser = cli.build_parser()
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    choices = {a.dest: tuple(a.choices) for a in train._actions if a.choices}
+    assert choices == {"loss": workflow.LOSSES, "sampling": workflow.SAMPLINGS,
+                       "strategy": workflow.STRATEGIES}
+
+
+def test_library_argument_names_become_flags_in_messages():
+    flags = cli._flag_names(cli.build_parser(), "evaluate")
+    message = "`json_path` 'x' already exists; `image_root` is bad; `labels` stays"
+    assert cli._in_flags(message, flags) == (
+        "`--json` 'x' already exists; `--image-root` is bad; `labels` stays"
+    )
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    inputs = keras.Input((4,))
+    backbone = keras.Model(inputs, keras.layers.Identity()(inputs))
+    model = CalibratedClassifier(backbone, 3, class_counts=[6, 3, 1],
+                                 class_names=["cake", "soda", "soup"], prior=[0.2, 0.3, 0.5])
+    return model
+
+
+def test_deployment_prior_vocabulary(model, tmp_path):
+    vector, name = workflow.deployment_prior(model, "model")
+    np.testing.assert_allclose(vector, [0.2, 0.3, 0.5])
+    assert name.startswith("model")
+    for spelling in ("train", "training"):
+        np.testing.assert_allclose(workflow.deployment_prior(model, spelling)[0], [0.6, 0.3, 0.1])
+    np.testing.assert_allclose(workflow.deployment_prior(model, "uniform")[0], [1 / 3] * 3)
+    by_name = tmp_path / "by_name.json"
+    by_name.write_text(json.dumps({"soup": 0.1, "cake": 0.7, "soda": 0.2}))
+    np.testing.assert_allclose(workflow.deployment_prior(model, str(by_name))[0], [0.7, 0.2, 0.1])
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"prior": [0.5, 0.25, 0.25]}))
+    np.testing.assert_allclose(workflow.deployment_prior(model, str(wrapped))[0],
+                               [0.5, 0.25, 0.25])
+
+
+def test_deployment_prior_errors_name_the_argument(model, tmp_path):
+    with pytest.raises(ValueError, match=r"`prior` must be model, train, uniform, estimate"):
+        workflow.deployment_prior(model, "balanced")
+    with pytest.raises(ValueError, match=r"`prior` 'estimate' needs labelled or unlabelled"):
+        workflow.deployment_prior(model, "estimate")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"cake": 0.5, "tea": 0.5}))
+    with pytest.raises(ValueError, match=r"`prior` file '.*bad.json': .*unknown classes \['tea'\]"):
+        workflow.deployment_prior(model, str(bad))
+    with pytest.raises(FileNotFoundError, match=r"`prior` file '.*missing.json' does not exist"):
+        workflow.deployment_prior(model, str(tmp_path / "missing.json"))
+
+
+def test_estimated_prior_is_em_on_the_calibrated_posteriors(model):
+    from calibkeras.calibration import estimate_prior
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 3)).astype("float32") * 2
+    vector, name = workflow.deployment_prior(model, "estimate", logits)
+    z = logits.astype(np.float64) + np.log([0.6, 0.3, 0.1])
+    posteriors = np.exp(z - z.max(axis=1, keepdims=True))
+    posteriors /= posteriors.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(vector, estimate_prior(posteriors, [0.6, 0.3, 0.1]).prior,
+                               atol=1e-6)
+    assert name == "estimate (EM)"
