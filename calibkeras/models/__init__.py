@@ -1,9 +1,15 @@
 """Models: the calibrated EfficientNet classifier, its backbones and training recipe."""
 
 from calibkeras.models.backbones import BACKBONES, build_backbone
-from calibkeras.models.classifier import build_classifier, logits_model, probabilities_model
-from calibkeras.models.efficientnet_lite0 import EfficientNetLite0
-from calibkeras.models.efficientnet_lite0_weights import imagenet_weights_path
+from calibkeras.models.calibrated_classifier import CalibratedClassifier
+from calibkeras.models.classifier import (
+    build_classifier,
+    load_classifier,
+    logits_model,
+    probabilities_model,
+)
+from calibkeras.models.efficientnet_lite0 import EfficientNetLite0, imagenet_weights_path
+from calibkeras.models.inference import posterior_probabilities, predict_balanced_logits
 from calibkeras.models.training import (
     LOSSES,
     fine_tune,
@@ -16,6 +22,7 @@ from calibkeras.models.training import (
 
 __all__ = [
     "BACKBONES",
+    "CalibratedClassifier",
     "EfficientNetLite0",
     "LOSSES",
     "build_backbone",
@@ -23,8 +30,11 @@ __all__ = [
     "fine_tune",
     "fit_calibrated",
     "imagenet_weights_path",
+    "load_classifier",
     "logits_model",
     "make_loss",
+    "posterior_probabilities",
+    "predict_balanced_logits",
     "probabilities_model",
     "remove_training_prior",
     "train_head",

@@ -11,11 +11,11 @@ import pytest
 from calibkeras.distribute import (
     is_chief,
     make_strategy,
-    parse_address,
-    replica_bounds,
     validate_tf_config,
     wait_for_workers,
 )
+from calibkeras.distribute.cluster import parse_address
+from calibkeras.distribute.replicas import replica_bounds
 
 
 def config(cluster=None, task=None):

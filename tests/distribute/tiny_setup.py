@@ -78,12 +78,12 @@ def load_data(folder, shuffle=False):
 
 
 def build_model(class_counts):
-    """Input(8x8x3) -> Conv -> GAP -> Dense(3) -> TemperatureScaling -> PriorShift,
-    compiled with the logit-adjusted loss, plain SGD and the calibkeras metrics, with
-    fixed initial weights (the same on every device and worker)."""
+    """A CalibratedClassifier: Input(8x8x3) -> Conv backbone -> GAP -> Dense(3) ->
+    TemperatureScaling -> PriorShift, compiled with the logit-adjusted loss, plain SGD
+    and the calibkeras metrics, with fixed initial weights (the same on every device
+    and worker)."""
     import keras
 
-    from calibkeras.layers import PriorShift, TemperatureScaling
     from calibkeras.losses import LogitAdjustedCrossentropy
     from calibkeras.metrics import (
         BalancedAccuracy,
@@ -91,18 +91,15 @@ def build_model(class_counts):
         ExpectedCalibrationError,
         NegativeLogLikelihood,
     )
+    from calibkeras.models import CalibratedClassifier
 
     inputs = keras.Input(IMAGE_SIZE + (3,))
     features = keras.layers.Rescaling(1.0 / 255)(inputs)
     features = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(features)
-    features = keras.layers.GlobalAveragePooling2D()(features)
-    logits = keras.layers.Dense(3, name="logits")(features)
-    scaled = TemperatureScaling(name="temperature")(logits)
-    outputs = PriorShift(class_counts=class_counts, name="prior_shift")(scaled)
-    model = keras.Model(inputs, outputs)
+    model = CalibratedClassifier(keras.Model(inputs, features), 3, dropout=0.0,
+                                 class_counts=class_counts)
     rng = np.random.default_rng(1)
-    for name in ("conv", "logits"):
-        layer = model.get_layer(name)
+    for layer in (model.backbone.get_layer("conv"), model.head):
         layer.set_weights([rng.normal(scale=0.5, size=w.shape) for w in layer.get_weights()])
     model.compile(
         optimizer=keras.optimizers.SGD(LEARNING_RATE),

