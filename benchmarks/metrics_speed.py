@@ -6,11 +6,11 @@ float eps (scikit-learn) changes nothing) and uniformly random labels (seed 0).
 
 Contenders, each called on the NumPy arrays and returning a Python float:
 
-* NLL: ``calibkeras.scoring.negative_log_likelihood`` (per-sample keras.ops function,
+* NLL: ``calibkeras.metrics.functional.negative_log_likelihood`` (per-sample keras.ops function,
   which takes a NumPy array this large in row blocks of 16 MB; mean with
   ``keras.ops.mean`` and ``convert_to_numpy``), ``sklearn.metrics.log_loss``
   (``labels=range(100)``), and a NumPy reference that gathers ``p_y``.
-* Brier: ``calibkeras.scoring.brier_score`` (mean as above) and
+* Brier: ``calibkeras.metrics.functional.brier_score`` (mean as above) and
   ``sklearn.metrics.brier_score_loss`` with ``scale_by_half=False`` (sklearn's
   multiclass Brier is ``mean_i sum_k (p_ik - y_ik)^2`` in [0, 2]; ``"auto"`` keeps
   that for >= 3 classes and halves only binary problems; checked below), and a NumPy
@@ -52,7 +52,7 @@ from sklearn.metrics import (  # noqa: E402
     log_loss,
 )
 
-from calibkeras import scoring  # noqa: E402
+from calibkeras.metrics import functional  # noqa: E402
 from calibkeras.calibration import calibration_errors  # noqa: E402
 
 NUM_CLASSES = 100
@@ -97,10 +97,10 @@ def main():
 
     def ck_nll():
         return float(ops.convert_to_numpy(ops.mean(
-            scoring.negative_log_likelihood(labels, probs))))
+            functional.negative_log_likelihood(labels, probs))))
 
     def ck_brier():
-        return float(ops.convert_to_numpy(ops.mean(scoring.brier_score(labels, probs))))
+        return float(ops.convert_to_numpy(ops.mean(functional.brier_score(labels, probs))))
 
     def sk_nll():
         return float(log_loss(labels, probs, labels=class_ids))
@@ -109,7 +109,7 @@ def main():
         return float(brier_score_loss(labels, probs, labels=class_ids, scale_by_half=False))
 
     def np_nll():
-        return float(-np.log(np.maximum(probs[rows, labels], scoring.LOG_CLIP)).mean())
+        return float(-np.log(np.maximum(probs[rows, labels], functional.LOG_CLIP)).mean())
 
     def np_brier():
         return float(np.einsum("ij,ij->i", probs, probs).mean()
@@ -229,7 +229,7 @@ def main():
 def breakdown(probs, labels, rounds):
     """Times the steps calibration_errors takes, each on the full data (median).
 
-    calibration_errors hands the NumPy ``probs`` to six calibkeras.scoring functions
+    calibration_errors hands the NumPy ``probs`` to six calibkeras.metrics.functional functions
     (top_label_outcomes, labels_to_one_hot, bin_statistics, class_recall_counts,
     brier_score, negative_log_likelihood), each of which converts it to a tensor
     again; it builds the (N, K) one-hot three times (_scores, brier_score,
@@ -244,8 +244,8 @@ def breakdown(probs, labels, rounds):
         return check_labels(labels, checked.shape[1], checked.shape[0])
 
     probs_t = ops.convert_to_tensor(probs)
-    one_hot = scoring.labels_to_one_hot(labels, probs_t)
-    confidence, correct = scoring.top_label_outcomes(labels, probs_t)
+    one_hot = functional.labels_to_one_hot(labels, probs_t)
+    confidence, correct = functional.top_label_outcomes(labels, probs_t)
     conf_np = ops.convert_to_numpy(confidence)[:, 0]
     correct_np = ops.convert_to_numpy(correct)[:, 0]
     steps = {
@@ -255,14 +255,14 @@ def breakdown(probs, labels, rounds):
         "keras.ops.argmax(probs_tensor, axis=-1)": (2, lambda: ops.argmax(probs_t, axis=-1)),
         "  tf.argmax (no -0.0 fix), for comparison": (0, lambda: tf.argmax(probs_t, axis=-1)),
         "numpy probs.argmax(axis=1)": (1, lambda: probs.argmax(axis=1)),
-        "labels_to_one_hot (tensor in)": (3, lambda: scoring.labels_to_one_hot(labels, probs_t)),
+        "labels_to_one_hot (tensor in)": (3, lambda: functional.labels_to_one_hot(labels, probs_t)),
         "bin_statistics classwise (tensors in)": (
-            1, lambda: scoring.bin_statistics(probs_t, one_hot, 15)),
+            1, lambda: functional.bin_statistics(probs_t, one_hot, 15)),
         "bin_statistics top-label (tensors in)": (
-            1, lambda: scoring.bin_statistics(confidence, correct, 15)),
-        "brier_score (tensor in)": (1, lambda: scoring.brier_score(labels, probs_t)),
+            1, lambda: functional.bin_statistics(confidence, correct, 15)),
+        "brier_score (tensor in)": (1, lambda: functional.brier_score(labels, probs_t)),
         "negative_log_likelihood (tensor in)": (
-            1, lambda: scoring.negative_log_likelihood(labels, probs_t)),
+            1, lambda: functional.negative_log_likelihood(labels, probs_t)),
         "_adaptive_ece (NumPy sort)": (1, lambda: _adaptive_ece(conf_np, correct_np, 15)),
     }
     times = {name: [] for name in steps}

@@ -3,7 +3,7 @@
 import numpy as np
 from keras import ops
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 from calibkeras._checks import check_labels, check_positive_int, check_probabilities
 from calibkeras.calibration.errors import top_label_ece
 
@@ -54,7 +54,7 @@ def calibration_test(probs, labels, num_bins=15, n_resamples=1000, seed=None):
 
     observed = top_label_ece(probs, labels, num_bins)
     confidence = probs.max(axis=1)
-    bins = ops.convert_to_numpy(scoring.bin_indices(confidence, num_bins))
+    bins = ops.convert_to_numpy(functional.bin_indices(confidence, num_bins))
     membership = np.zeros((num_samples, num_bins))
     membership[np.arange(num_samples), bins] = 1.0
     confidence_sums = confidence @ membership

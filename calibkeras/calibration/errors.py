@@ -4,7 +4,7 @@
 import numpy as np
 from keras import ops
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 from calibkeras._checks import (
     check_labels,
     check_nonnegative_int,
@@ -32,9 +32,9 @@ def _numpy(tensor):
 
 def top_label_ece(probs, labels, num_bins):
     """Top-label ECE (15-bin L1 by default) of checked arrays; see :func:`calibration_errors`."""
-    confidence, correct = scoring.top_label_outcomes(labels, probs)
-    bins = scoring.bin_statistics(confidence, correct, num_bins)
-    return float(_numpy(scoring.calibration_error_from_bins(*bins))[0])
+    confidence, correct = functional.top_label_outcomes(labels, probs)
+    bins = functional.bin_statistics(confidence, correct, num_bins)
+    return float(_numpy(functional.calibration_error_from_bins(*bins))[0])
 
 
 def _adaptive_ece(confidence, correct, num_bins):
@@ -61,28 +61,28 @@ def _scores(probs, labels, num_bins):
     num_classes = probs.shape[1]
     predicted = probs.argmax(axis=1)
     probs, labels = ops.convert_to_tensor(probs), ops.convert_to_tensor(labels)  # once
-    confidence, correct = scoring.top_label_outcomes(labels, probs)
-    top_bins = scoring.bin_statistics(confidence, correct, num_bins)
-    one_hot = scoring.labels_to_one_hot(labels, probs)
-    class_bins = scoring.bin_statistics(probs, one_hot, num_bins)
-    support, hits = scoring.class_recall_counts(labels, probs)
+    confidence, correct = functional.top_label_outcomes(labels, probs)
+    top_bins = functional.bin_statistics(confidence, correct, num_bins)
+    one_hot = functional.labels_to_one_hot(labels, probs)
+    class_bins = functional.bin_statistics(probs, one_hot, num_bins)
+    support, hits = functional.class_recall_counts(labels, probs)
     labels = _numpy(labels)
     return {
-        "ece": float(_numpy(scoring.calibration_error_from_bins(*top_bins))[0]),
+        "ece": float(_numpy(functional.calibration_error_from_bins(*top_bins))[0]),
         "classwise_ece": float(
-            _numpy(scoring.calibration_error_from_bins(*class_bins)).mean()
+            _numpy(functional.calibration_error_from_bins(*class_bins)).mean()
         ),
         "adaptive_ece": _adaptive_ece(
             _numpy(confidence)[:, 0], _numpy(correct)[:, 0], num_bins
         ),
         "mce": float(
-            _numpy(scoring.calibration_error_from_bins(*top_bins, norm="max"))[0]
+            _numpy(functional.calibration_error_from_bins(*top_bins, norm="max"))[0]
         ),
-        "brier": float(_numpy(scoring.brier_score(labels, probs)).mean()),
-        "nll": float(_numpy(scoring.negative_log_likelihood(labels, probs)).mean()),
+        "brier": float(_numpy(functional.brier_score(labels, probs)).mean()),
+        "nll": float(_numpy(functional.negative_log_likelihood(labels, probs)).mean()),
         "accuracy": float(np.mean(predicted == labels)),
         "balanced_accuracy": float(
-            _numpy(scoring.balanced_accuracy_from_counts(support, hits))
+            _numpy(functional.balanced_accuracy_from_counts(support, hits))
         ),
         "macro_f1": _macro_f1(labels, predicted, num_classes),
     }

@@ -3,7 +3,7 @@
 import numpy as np
 from keras import ops
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 from calibkeras._checks import check_labels, check_positive_int, check_probabilities
 
 
@@ -31,9 +31,9 @@ def reliability_curve(probs, labels, num_bins=15):
     probs = check_probabilities(probs)
     labels = check_labels(labels, probs.shape[1], probs.shape[0])
     num_bins = check_positive_int(num_bins, "num_bins")
-    confidence, correct = scoring.top_label_outcomes(labels, probs)
+    confidence, correct = functional.top_label_outcomes(labels, probs)
     counts, confidence_sums, correct_sums = (
-        ops.convert_to_numpy(x)[0] for x in scoring.bin_statistics(confidence, correct, num_bins)
+        ops.convert_to_numpy(x)[0] for x in functional.bin_statistics(confidence, correct, num_bins)
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_confidence = np.where(counts > 0, confidence_sums / counts, np.nan)

@@ -7,7 +7,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from calibkeras import metrics, scoring
+from calibkeras import metrics
+from calibkeras.metrics import functional
 from calibkeras._batches import iterate_batches, label_ids
 from calibkeras._checks import check_positive_int
 from calibkeras.layers.prior_shift import check_data_classes
@@ -156,7 +157,7 @@ class CalibrationMonitor(keras.callbacks.Callback):
         if not collect:
             return scores, None, None
         probs = ops.convert_to_numpy(
-            scoring.to_probabilities(np.concatenate(outputs_seen), self.from_logits)
+            functional.to_probabilities(np.concatenate(outputs_seen), self.from_logits)
         ).astype(np.float64)
         probs /= probs.sum(axis=1, keepdims=True)
         return scores, probs, np.concatenate(labels_seen)

@@ -2,7 +2,7 @@
 
 import keras
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")
@@ -32,7 +32,7 @@ class BrierScore(keras.losses.Loss):
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
-        return scoring.brier_score(y_true, y_pred, from_logits=self.from_logits)
+        return functional.brier_score(y_true, y_pred, from_logits=self.from_logits)
 
     def get_config(self):
         config = super().get_config()

@@ -2,7 +2,7 @@
 
 import keras
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")
@@ -37,7 +37,7 @@ class FocalCrossentropy(keras.losses.Loss):
         self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
-        one_hot = scoring.labels_to_one_hot(y_true, y_pred)
+        one_hot = functional.labels_to_one_hot(y_true, y_pred)
         return keras.losses.categorical_focal_crossentropy(
             one_hot, y_pred, alpha=1.0, gamma=self.gamma, from_logits=self.from_logits
         )

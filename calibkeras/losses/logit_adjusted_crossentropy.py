@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 from calibkeras._checks import check_class_counts, check_nonnegative_float
 from calibkeras.priors import prior_from_counts
 
@@ -25,9 +25,9 @@ def logit_adjusted_crossentropy(y_true, y_pred, log_prior, tau=1.0, from_logits=
     """
     y_pred = ops.convert_to_tensor(y_pred)
     if not from_logits:
-        y_pred = ops.log(ops.maximum(y_pred, ops.cast(scoring.LOG_CLIP, y_pred.dtype)))
+        y_pred = ops.log(ops.maximum(y_pred, ops.cast(functional.LOG_CLIP, y_pred.dtype)))
     adjusted = y_pred + ops.cast(tau * log_prior, y_pred.dtype)
-    return scoring.negative_log_likelihood(y_true, adjusted, from_logits=True)
+    return functional.negative_log_likelihood(y_true, adjusted, from_logits=True)
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")

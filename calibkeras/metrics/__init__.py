@@ -1,4 +1,10 @@
-"""Streaming Keras metrics for calibration and balanced accuracy."""
+"""Streaming Keras metrics for calibration and balanced accuracy.
+
+``calibkeras.metrics.functional`` holds the stateless functions behind them (and behind
+the losses and :mod:`calibkeras.calibration`): each quantity written once.
+"""
+
+from calibkeras.metrics import functional
 
 from calibkeras.metrics.balanced_accuracy import BalancedAccuracy
 from calibkeras.metrics.brier_score import BrierScore
@@ -10,4 +16,5 @@ __all__ = [
     "BrierScore",
     "ExpectedCalibrationError",
     "NegativeLogLikelihood",
+    "functional",
 ]

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 from calibkeras._checks import check_positive_int
 
 
@@ -44,14 +44,14 @@ class BalancedAccuracy(keras.metrics.Metric):
                 f"{self.name} was built for {self.num_classes} classes but predictions have "
                 f"shape {y_pred.shape}"
             )
-        support, correct = scoring.class_recall_counts(
+        support, correct = functional.class_recall_counts(
             y_true, ops.cast(y_pred, self.dtype), sample_weight
         )
         self.support.assign_add(support)
         self.correct.assign_add(correct)
 
     def result(self):
-        return scoring.balanced_accuracy_from_counts(self.support, self.correct)
+        return functional.balanced_accuracy_from_counts(self.support, self.correct)
 
     def reset_state(self):
         for variable in (self.support, self.correct):

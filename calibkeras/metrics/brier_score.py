@@ -2,7 +2,7 @@
 
 import keras
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 
 
 # Registered under its own name: the loss of the same class name is "calibkeras>BrierScore".
@@ -21,7 +21,7 @@ class BrierScore(keras.metrics.MeanMetricWrapper):
     """
 
     def __init__(self, from_logits=False, name="brier_score", dtype=None):
-        super().__init__(scoring.brier_score, name=name, dtype=dtype, from_logits=from_logits)
+        super().__init__(functional.brier_score, name=name, dtype=dtype, from_logits=from_logits)
         self.from_logits = from_logits
         self._direction = "down"
 

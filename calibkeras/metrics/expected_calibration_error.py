@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 from calibkeras._checks import check_positive_int
 
 
@@ -63,19 +63,19 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        probs = ops.cast(scoring.to_probabilities(y_pred, self.from_logits), self.dtype)
+        probs = ops.cast(functional.to_probabilities(y_pred, self.from_logits), self.dtype)
         if self.classwise:
             if probs.shape[-1] is not None and probs.shape[-1] != self.num_classes:
                 raise ValueError(
                     f"{self.name} was built for {self.num_classes} classes but predictions "
                     f"have shape {probs.shape}"
                 )
-            confidences, outcomes = probs, scoring.labels_to_one_hot(y_true, probs)
+            confidences, outcomes = probs, functional.labels_to_one_hot(y_true, probs)
         else:
-            confidences, outcomes = scoring.top_label_outcomes(y_true, probs)
+            confidences, outcomes = functional.top_label_outcomes(y_true, probs)
         if sample_weight is not None:
             sample_weight = ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
-        counts, confidence_sums, outcome_sums = scoring.bin_statistics(
+        counts, confidence_sums, outcome_sums = functional.bin_statistics(
             confidences, outcomes, self.num_bins, sample_weight
         )
         self.counts.assign_add(counts)
@@ -83,7 +83,7 @@ class ExpectedCalibrationError(keras.metrics.Metric):
         self.outcome_sums.assign_add(outcome_sums)
 
     def result(self):
-        errors = scoring.calibration_error_from_bins(
+        errors = functional.calibration_error_from_bins(
             self.counts, self.confidence_sums, self.outcome_sums
         )
         return ops.mean(errors)

@@ -2,7 +2,7 @@
 
 import keras
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")
@@ -21,7 +21,7 @@ class NegativeLogLikelihood(keras.metrics.MeanMetricWrapper):
 
     def __init__(self, from_logits=False, name="nll", dtype=None):
         super().__init__(
-            scoring.negative_log_likelihood, name=name, dtype=dtype, from_logits=from_logits
+            functional.negative_log_likelihood, name=name, dtype=dtype, from_logits=from_logits
         )
         self.from_logits = from_logits
         self._direction = "down"

@@ -5,7 +5,7 @@ import math
 import numpy as np
 from keras import ops
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 from calibkeras._checks import check_labels, check_positive_int, check_probabilities
 from calibkeras.reports._figures import check_class_names, new_figure
 
@@ -13,7 +13,7 @@ from calibkeras.reports._figures import check_class_names, new_figure
 def classwise_reliability_curve(probs, labels, num_bins=10):
     """Per-class binned points of ``p_k`` against the event ``y = k`` (one-vs-rest).
 
-    Uses the equal-width bins on (0, 1] of :func:`calibkeras.scoring.bin_statistics`
+    Uses the equal-width bins on (0, 1] of :func:`calibkeras.metrics.functional.bin_statistics`
     (the same bins as the classwise ECE of
     :func:`calibkeras.calibration.calibration_errors`): bin ``b`` of class ``k`` holds
     the samples whose ``p_k`` is in ``(b / B, (b + 1) / B]``.
@@ -37,9 +37,9 @@ def classwise_reliability_curve(probs, labels, num_bins=10):
     probs = check_probabilities(probs)
     labels = check_labels(labels, probs.shape[1], probs.shape[0])
     num_bins = check_positive_int(num_bins, "num_bins")
-    one_hot = scoring.labels_to_one_hot(labels, probs)
-    bins = scoring.bin_statistics(probs, one_hot, num_bins)
-    ece = ops.convert_to_numpy(scoring.calibration_error_from_bins(*bins))
+    one_hot = functional.labels_to_one_hot(labels, probs)
+    bins = functional.bin_statistics(probs, one_hot, num_bins)
+    ece = ops.convert_to_numpy(functional.calibration_error_from_bins(*bins))
     counts, confidence_sums, outcome_sums = (ops.convert_to_numpy(x) for x in bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.where(counts > 0, confidence_sums / counts, np.nan)

@@ -1,18 +1,18 @@
-"""calibkeras.scoring: large NumPy inputs are scored in row blocks, with the same values."""
+"""calibkeras.metrics.functional: large NumPy inputs are scored in row blocks, with the same values."""
 
 import numpy as np
 import pytest
 from keras import ops
 from sklearn.metrics import brier_score_loss, log_loss
 
-from calibkeras import scoring
+from calibkeras.metrics import functional
 
 
 def test_in_row_blocks_splits_large_numpy_inputs_in_order(monkeypatch):
-    monkeypatch.setattr(scoring, "BLOCK_BYTES", 3 * 4 * 8)  # 3 rows of 4 float64
+    monkeypatch.setattr(functional, "BLOCK_BYTES", 3 * 4 * 8)  # 3 rows of 4 float64
     seen = []
 
-    @scoring.in_row_blocks
+    @functional.in_row_blocks
     def row_sums(y_true, y_pred, scale=1.0):
         seen.append((np.asarray(y_true).tolist(), np.asarray(y_pred).shape))
         return ops.sum(ops.convert_to_tensor(y_pred), axis=-1) * scale
@@ -37,16 +37,16 @@ def test_blocked_scores_equal_sklearn_and_the_whole_array(monkeypatch, dtype):
     labels = rng.integers(0, 7, size=1000)
     one_hot = np.eye(7, dtype=dtype)[labels]
     whole = {
-        "brier": ops.convert_to_numpy(scoring.brier_score(labels, probs)),
-        "nll": ops.convert_to_numpy(scoring.negative_log_likelihood(labels, probs)),
+        "brier": ops.convert_to_numpy(functional.brier_score(labels, probs)),
+        "nll": ops.convert_to_numpy(functional.negative_log_likelihood(labels, probs)),
     }
-    monkeypatch.setattr(scoring, "BLOCK_BYTES", 64 * 7 * probs.itemsize)  # 16 blocks
+    monkeypatch.setattr(functional, "BLOCK_BYTES", 64 * 7 * probs.itemsize)  # 16 blocks
     rtol = 1e-5 if dtype == "float32" else 1e-12
     for y in (labels, labels[:, None], one_hot):
-        brier = ops.convert_to_numpy(scoring.brier_score(y, probs))
-        nll = ops.convert_to_numpy(scoring.negative_log_likelihood(y, probs))
+        brier = ops.convert_to_numpy(functional.brier_score(y, probs))
+        nll = ops.convert_to_numpy(functional.negative_log_likelihood(y, probs))
         nll_logits = ops.convert_to_numpy(
-            scoring.negative_log_likelihood(y, logits, from_logits=True)
+            functional.negative_log_likelihood(y, logits, from_logits=True)
         )
         assert brier.shape == nll.shape == (1000,)
         np.testing.assert_allclose(brier, whole["brier"], rtol=rtol, atol=1e-7)
