@@ -33,7 +33,7 @@ from calibkeras._batches import predict_with_labels
 from calibkeras.calibration import calibration_errors, calibration_test, fit_temperature
 from calibkeras.data import build_augmentation
 from calibkeras.datasets import load_food10
-from calibkeras.models import build_classifier, fit_calibrated, logits_model
+from calibkeras.models import build_classifier, fit_calibrated
 from calibkeras.models.training import SCHEDULES
 from calibkeras.priors import prior_from_counts
 
@@ -83,7 +83,7 @@ def main():
         fine_tune_ema_momentum=args.ema_momentum,
     )
     training_seconds = time.perf_counter() - started
-    balanced = logits_model(model)
+    balanced = model.balanced_logits_model()
 
     def logits(data, flip):
         dataset = data.dataset.map(

@@ -51,7 +51,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from calibkeras.export import ServingSession, export_saved_model, split_classifier  # noqa: E402
+from calibkeras.export import ServingSession, export_saved_model  # noqa: E402
 from calibkeras.export.saved_model import _checked_images, class_outputs  # noqa: E402
 from calibkeras.models import build_classifier  # noqa: E402
 
@@ -62,9 +62,9 @@ TEMPERATURE = 1.3
 def build_models():
     model = build_classifier(10, backbone="efficientnet_lite0", weights="imagenet",
                              image_size=IMAGE_SIZE)
-    model.get_layer("temperature").set_temperature(TEMPERATURE)
-    model.get_layer("prior_shift").set_prior("uniform")
-    probabilities = keras.layers.Softmax(name="probabilities")(model.get_layer("logits").output)
+    model.calibration.set_temperature(TEMPERATURE)
+    model.set_prior("uniform")
+    probabilities = keras.layers.Softmax(name="probabilities")(model.head.output)
     plain = keras.Model(model.inputs, probabilities, name="plain")
     return model, plain
 
@@ -92,10 +92,9 @@ def export_plain(plain, path, checked):
 
 def export_outputs_unchecked(model, path):
     """calibkeras' serving_default computation without the input checks (diagnostic)."""
-    parts = split_classifier(model)
-    scaled = parts.scaled_logits_model
-    class_names = tf.Variable(parts.class_names, dtype=tf.string, trainable=False)
-    log_prior = tf.Variable(parts.prior_shift.log_prior.value.numpy(), dtype=tf.float32,
+    scaled = keras.Model(model.inputs, model.calibration.output)
+    class_names = tf.Variable(model.class_names, dtype=tf.string, trainable=False)
+    log_prior = tf.Variable(model.prior_shift.log_prior.value.numpy(), dtype=tf.float32,
                             trainable=False)
 
     def serve(images):
@@ -239,7 +238,7 @@ def run(args, folder):
             print(f"session batch {size}: done (load {loadavg()})", flush=True)
         for session in sessions.values():
             session.close()
-    micro = micro_exports(folder, split_classifier(model).class_names)
+    micro = micro_exports(folder, model.class_names)
     micro_inputs = {"images": tf.constant(batches[1]),
                     "logits": tf.constant(np.random.default_rng(1).normal(size=(1, 10)),
                                           tf.float32)}

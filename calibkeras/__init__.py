@@ -1,11 +1,13 @@
 """calibkeras: calibrated, prior-aware, cost-sensitive image classifiers for Keras 3.
 
-Subpackages: ``calibration`` (NumPy scores, temperature fitting, calibration test,
-prior estimation, decisions), ``layers``, ``losses``, ``metrics``, ``callbacks``,
-``data`` (tf.data loaders), ``datasets`` (the bundled food10 data), ``distribute``
-(tf.distribute strategies), ``models``
-(EfficientNet classifiers and the training recipe), ``export`` (SavedModel for TF
-Serving) and ``reports`` (plots and HTML reports).
+Subpackages: ``models`` (``CalibratedClassifier``, EfficientNet backbones, the training
+recipe), ``priors`` (the prior vocabulary, EM estimation), ``calibration`` (NumPy
+scores, temperature fitting, calibration test, decisions), ``layers``, ``losses``,
+``metrics`` (and ``metrics.functional``), ``callbacks``, ``data`` (tf.data loaders),
+``datasets`` (the bundled food10 data), ``distribute`` (tf.distribute strategies),
+``export`` (SavedModel for TF Serving), ``reports`` (plots and HTML reports) and
+``workflow`` (the whole job from Python; the ``calibkeras`` command calls it).
+See docs/architecture.md.
 """
 
 __version__ = "0.1.0"
@@ -21,7 +23,9 @@ from calibkeras import (  # noqa: E402
     losses,
     metrics,
     models,
+    priors,
     reports,
+    workflow,
 )
 
 __all__ = [
@@ -36,5 +40,7 @@ __all__ = [
     "losses",
     "metrics",
     "models",
+    "priors",
     "reports",
+    "workflow",
 ]
