@@ -24,6 +24,22 @@ def check_positive_int(value, name):
     return int(value)
 
 
+def check_bool(value, name):
+    """Returns ``value`` as a bool, or raises if it is not True or False (NumPy bools pass)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False, got {_show(value)}")
+    return bool(value)
+
+
+def check_optional_int(value, name):
+    """Returns ``value`` as an int, or None for None; raises for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer or None, got {_show(value)}")
+    return int(value)
+
+
 def check_positive_float(value, name):
     """Returns ``value`` as a float, or raises if it is not a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

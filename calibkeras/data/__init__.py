@@ -1,11 +1,12 @@
-"""Data loading for calibkeras: CSV / DataFrame / directory / TFDS loaders to tf.data,
-the shared image preprocessing, augmentation, class counts and priors, and a
-stratified split."""
+"""Data loading for calibkeras: CSV / DataFrame / directory / TFDS loaders to tf.data
+(their shared pipeline options in `LoaderOptions`), the shared image preprocessing,
+augmentation, class counts and priors, and a stratified split."""
 
 from calibkeras.data.augmentation import build_augmentation
 from calibkeras.data.csv_dataset import dataset_from_csv, dataset_from_dataframe
 from calibkeras.data.directory_dataset import IMAGE_EXTENSIONS, dataset_from_directory
 from calibkeras.data.labeled_dataset import LabeledDataset
+from calibkeras.data.loader_options import LoaderOptions
 from calibkeras.data.preprocessing import (
     decode_image,
     decode_images,
@@ -20,6 +21,7 @@ from calibkeras.priors import class_counts, prior_from_counts
 __all__ = [
     "IMAGE_EXTENSIONS",
     "LabeledDataset",
+    "LoaderOptions",
     "SAMPLING_MODES",
     "build_augmentation",
     "class_counts",

@@ -11,9 +11,11 @@ import pandas as pd
 
 from calibkeras._checks import _show
 from calibkeras.data.file_dataset import labeled_dataset_from_files
-from calibkeras.data.image_checks import check_on_bad_image
 from calibkeras.data.labels import cell_text, check_class_names
-from calibkeras.data.pipeline import check_pipeline_arguments
+from calibkeras.data.loader_options import resolve_options
+
+UNSUPPORTED_OPTIONS = ("shuffle_buffer_size",)
+"""The `LoaderOptions` fields the table loaders do not support (they shuffle all paths)."""
 
 
 def dataset_from_csv(
@@ -23,18 +25,8 @@ def dataset_from_csv(
     *,
     image_root=None,
     class_names=None,
-    image_size=(224, 224),
-    batch_size=32,
-    shuffle=False,
-    seed=None,
-    augment=False,
-    sampling="natural",
-    cache=False,
-    on_bad_image="raise",
-    bad_image_report=None,
-    validate_images=True,
-    drop_remainder=False,
-    confine_to_image_root=False,
+    options=None,
+    **option_overrides,
 ):
     """Builds a checked, batched image dataset from a CSV of image paths and labels.
 
@@ -61,22 +53,17 @@ def dataset_from_csv(
     and "1" are the same class. Messages quote at most about 80 characters of
     any cell.
 
-    The defaults give the evaluation pipeline: every example once per pass, in
-    file order, no augmentation, exactly the preprocessing used when serving
-    (`calibkeras.data.decode_image`). For training pass `shuffle=True`,
-    `augment=True` and a `seed`.
-
-    Sampling. `sampling="natural"` (default) keeps the data's class frequencies
-    in the batches, and `prior` reports them. `sampling="balanced"` draws every
-    class equally often (per-class datasets mixed by
-    `tf.data.Dataset.sample_from_datasets`), so the model learns under a
-    uniform prior, and `prior` is uniform. Resampling silently changes the prior
-    the model learns; calibkeras keeps the prior explicit instead and corrects
-    it with PriorShift / the logit-adjusted loss, so natural sampling stays the
-    default. If you use balanced sampling, give the reported (uniform) `prior`
-    to calibration so that it can undo it. A balanced dataset is infinite: pass
-    `steps_per_epoch=result.steps_per_epoch` (`ceil(N / batch_size)`) to
-    `model.fit`. `shuffle` is ignored then (draws are random anyway).
+    The pipeline is set by `options` (a `LoaderOptions`) and/or its fields as
+    keywords: image_size, batch_size, shuffle, seed, augment, sampling, cache,
+    drop_remainder, on_bad_image, bad_image_report, validate_images,
+    confine_to_image_root (`shuffle_buffer_size` is not supported: all paths are
+    shuffled). The defaults give the evaluation pipeline; for training pass
+    `shuffle=True`, `augment=True` and a `seed`. See `LoaderOptions` for each
+    field and for natural versus balanced sampling. Here, with
+    `on_bad_image="skip"`, the report of skipped rows goes by default to
+    `<csv stem>.skipped.csv` next to the CSV (in the system temporary folder if
+    that folder is read-only), and `confine_to_image_root=True` confines the
+    paths to `image_root`, or the CSV's folder.
 
     Args:
         csv_path: str or path-like, the CSV file. It needs a header line.
@@ -96,41 +83,8 @@ def dataset_from_csv(
             of these names (or an integer id in `[0, K)`), and every class needs
             at least one example. When None: integer labels are ids and the
             classes are "0" .. max id; otherwise the sorted distinct labels.
-        image_size: `(height, width)` of the output images. Default (224, 224).
-            Images are resized with bilinear interpolation, without keeping the
-            aspect ratio.
-        batch_size: positive int. Default 32.
-        shuffle: bool, reshuffle the examples every epoch. Default False.
-        seed: int or None. With a seed, shuffling, balanced draws and
-            augmentation are reproducible and the element order is
-            deterministic (`tf.data.Options.deterministic`). Default None.
-        augment: bool, apply `build_augmentation(seed)` (horizontal flip,
-            whole-pixel shift with mirrored borders, contrast) to each training
-            batch. Default False; keep it False for validation, calibration and
-            test data.
-        sampling: "natural" (default) or "balanced"; see above.
-        cache: False (default), True (cache decoded, resized images in memory
-            after the first epoch: `N * H * W * 3 * 4` bytes), or a str file
-            path prefix for an on-disk cache. Augmentation runs after the cache.
-        on_bad_image: "raise" (default) or "skip". With "skip", rows whose image
-            is missing, unreadable or undecodable are left out, a warning is
-            issued, and a CSV report of the skipped rows (columns source,
-            location, path, label, problem, reason) is written to
-            `bad_image_report`, by default `<csv stem>.skipped.csv` next to the
-            CSV (in the system temporary folder if that folder is read-only).
-            Label problems always raise.
-        bad_image_report: str or path-like for the skip report, or None.
-        validate_images: bool, decode every image once when building the dataset
-            (about 0.7 s per 1,000 160-px JPEGs on 2 CPU cores). Default True.
-            With False only file existence is checked and an undecodable image
-            raises `tf.errors.InvalidArgumentError` mid-epoch.
-        drop_remainder: bool, drop the last partial batch. Default False.
-        confine_to_image_root: bool. Default False. True (for a service that
-            takes CSVs from others) refuses, naming the lines, every image path
-            that leads outside the root (`image_root`, or the CSV's folder): an
-            absolute path elsewhere, a path through "..", or one through a
-            symbolic link; the pipeline then reads the resolved paths. The check runs when the
-            dataset is built: keep the root's contents out of others' reach too.
+        options: `LoaderOptions`, or None for its defaults.
+        **option_overrides: `LoaderOptions` fields, applied on top of `options`.
 
     Returns:
         `LabeledDataset` with `dataset` yielding `(images, labels)`: images
@@ -144,23 +98,22 @@ def dataset_from_csv(
         ValueError: for an empty CSV or one without rows, a missing column (the
             message lists the columns there are), an empty path or label, a label
             not in `class_names`, an unreadable or undecodable image, a class
-            with no examples, or a bad argument value.
+            with no examples, or a bad argument or option value.
+        TypeError: for a keyword that is neither an argument nor an option.
 
     Example:
     ```python
     train = dataset_from_csv("train.csv", image_size=(160, 160), shuffle=True,
                              augment=True, seed=0)
-    val = dataset_from_csv("val.csv", image_size=(160, 160),
+    val = dataset_from_csv("val.csv", options=LoaderOptions(image_size=(160, 160)),
                            class_names=train.class_names)
     model.fit(train.dataset, validation_data=val.dataset, epochs=10)
     train.prior   # the training prior for PriorShift / the logit-adjusted loss
     ```
     """
-    pipeline_arguments = check_pipeline_arguments(
-        image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
+    options = resolve_options(
+        dataset_from_csv, options, option_overrides, unsupported=UNSUPPORTED_OPTIONS
     )
-    check_on_bad_image(on_bad_image)
-    _check_bool(confine_to_image_root, "confine_to_image_root")
     class_names = check_class_names(class_names)
     if isinstance(csv_path, pd.DataFrame):
         raise ValueError(
@@ -191,14 +144,10 @@ def dataset_from_csv(
         locations=locations,
         source=source,
         root=root,
-        confine=confine_to_image_root,
         path_hint=hint,
         default_report_path=stem + ".skipped.csv",
         class_names=class_names,
-        pipeline_arguments=pipeline_arguments,
-        on_bad_image=on_bad_image,
-        bad_image_report=bad_image_report,
-        validate_images=validate_images,
+        options=options,
     )
 
 
@@ -209,18 +158,8 @@ def dataset_from_dataframe(
     *,
     image_root=None,
     class_names=None,
-    image_size=(224, 224),
-    batch_size=32,
-    shuffle=False,
-    seed=None,
-    augment=False,
-    sampling="natural",
-    cache=False,
-    on_bad_image="raise",
-    bad_image_report=None,
-    validate_images=True,
-    drop_remainder=False,
-    confine_to_image_root=False,
+    options=None,
+    **option_overrides,
 ):
     """Like `dataset_from_csv`, for a pandas DataFrame (e.g. from `stratified_split`).
 
@@ -232,17 +171,17 @@ def dataset_from_dataframe(
 
     Args:
         dataframe: `pandas.DataFrame` with an image-path and a label column.
-        image_column, label_column, image_root, class_names, image_size,
-            batch_size, shuffle, seed, augment, sampling, cache, on_bad_image,
-            bad_image_report, validate_images, drop_remainder,
-            confine_to_image_root: as in `dataset_from_csv` (the root is the
-            working folder when `image_root` is None).
+        image_column, label_column, image_root, class_names: as in
+            `dataset_from_csv` (the root is the working folder when
+            `image_root` is None).
+        options, **option_overrides: `LoaderOptions` and its fields, as in
+            `dataset_from_csv`.
 
     Returns:
         `LabeledDataset`, as `dataset_from_csv`.
 
     Raises:
-        FileNotFoundError, ValueError: as `dataset_from_csv`.
+        FileNotFoundError, ValueError, TypeError: as `dataset_from_csv`.
 
     Example:
     ```python
@@ -252,13 +191,11 @@ def dataset_from_dataframe(
                                  class_names=train.class_names)
     ```
     """
+    options = resolve_options(
+        dataset_from_dataframe, options, option_overrides, unsupported=UNSUPPORTED_OPTIONS
+    )
     if not isinstance(dataframe, pd.DataFrame):
         raise ValueError(f"`dataframe` must be a pandas DataFrame, got {type(dataframe).__name__}")
-    pipeline_arguments = check_pipeline_arguments(
-        image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
-    )
-    check_on_bad_image(on_bad_image)
-    _check_bool(confine_to_image_root, "confine_to_image_root")
     class_names = check_class_names(class_names)
     root = _image_root(image_root, os.getcwd())
     hint = f"Relative image paths are resolved against '{root}' " + (
@@ -273,14 +210,10 @@ def dataset_from_dataframe(
         locations=[f"row {index!r}" for index in dataframe.index],
         source="the DataFrame",
         root=root,
-        confine=confine_to_image_root,
         path_hint=hint,
         default_report_path=os.path.join(tempfile.gettempdir(), "calibkeras_skipped_images.csv"),
         class_names=class_names,
-        pipeline_arguments=pipeline_arguments,
-        on_bad_image=on_bad_image,
-        bad_image_report=bad_image_report,
-        validate_images=validate_images,
+        options=options,
     )
 
 
@@ -400,12 +333,6 @@ def _image_root(image_root, default):
     return root
 
 
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False, got {_show(value)}")
-    return value
-
-
 def _confine(relative, file_paths, locations, source, root):
     """Refuses paths that leave `root`; returns the resolved paths inside it."""
     real_root = os.path.realpath(root)
@@ -437,7 +364,17 @@ def _confine(relative, file_paths, locations, source, root):
 
 
 def _dataset_from_table(
-    table, image_column, label_column, *, locations, source, root, confine, **arguments
+    table,
+    image_column,
+    label_column,
+    *,
+    locations,
+    source,
+    root,
+    path_hint,
+    default_report_path,
+    class_names,
+    options,
 ):
     listed = ", ".join(str(column) for column in table.columns)
     for argument, column in (("image_column", image_column), ("label_column", label_column)):
@@ -466,13 +403,16 @@ def _dataset_from_table(
         path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
         for path in relative
     ]
-    if confine:
+    if options.confine_to_image_root:
         file_paths = _confine(relative, file_paths, locations, source, root)
     return labeled_dataset_from_files(
         file_paths,
         list(table[label_column]),
         locations,
+        class_names=class_names,
         source=source,
         label_column=label_column,
-        **arguments,
+        path_hint=path_hint,
+        default_report_path=default_report_path,
+        options=options,
     )

@@ -3,48 +3,35 @@
 import os
 
 from calibkeras.data.file_dataset import labeled_dataset_from_files
-from calibkeras.data.image_checks import check_on_bad_image
 from calibkeras.data.labels import check_class_names
-from calibkeras.data.pipeline import check_pipeline_arguments
+from calibkeras.data.loader_options import resolve_options
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 """File name endings (case-insensitive) that `dataset_from_directory` picks up."""
 
 
-def dataset_from_directory(
-    directory,
-    *,
-    class_names=None,
-    image_size=(224, 224),
-    batch_size=32,
-    shuffle=False,
-    seed=None,
-    augment=False,
-    sampling="natural",
-    cache=False,
-    on_bad_image="raise",
-    bad_image_report=None,
-    validate_images=True,
-    drop_remainder=False,
-):
+def dataset_from_directory(directory, *, class_names=None, options=None, **option_overrides):
     """Builds a checked, batched image dataset from `directory/<class>/.../<image>`.
 
     Each immediate subfolder of `directory` is a class; its images are found
     recursively (endings in `IMAGE_EXTENSIONS`, case-insensitive; other files are
-    ignored), in sorted path order. Checks, outputs and options are those of
+    ignored), in sorted path order. Checks and outputs are those of
     `dataset_from_csv`; messages name each image by its path relative to
-    `directory`. The default skip report is `<directory>.skipped.csv` beside
-    the folder.
+    `directory`.
+
+    The pipeline is set by `options` (a `LoaderOptions`) and/or its fields as
+    keywords: image_size, batch_size, shuffle, seed, augment, sampling, cache,
+    drop_remainder, on_bad_image, bad_image_report, validate_images (not
+    supported here: `shuffle_buffer_size`, `confine_to_image_root`). The default
+    skip report is `<directory>.skipped.csv` beside the folder.
 
     Args:
         directory: str or path-like, the root folder.
         class_names: sequence of subfolder names, or None for all subfolders in
             sorted order. When given, it fixes the class order, only those
             subfolders are read, and each must exist and hold at least one image.
-        image_size, batch_size, shuffle, seed, augment, sampling, cache,
-            on_bad_image, bad_image_report, validate_images, drop_remainder: as
-            in `dataset_from_csv` (defaults: (224, 224), 32, False, None, False,
-            "natural", False, "raise", None, True, False).
+        options: `LoaderOptions`, or None for its defaults.
+        **option_overrides: `LoaderOptions` fields, applied on top of `options`.
 
     Returns:
         `LabeledDataset`, as `dataset_from_csv`.
@@ -53,7 +40,8 @@ def dataset_from_directory(
         FileNotFoundError: if `directory` or a subfolder named in `class_names`
             does not exist.
         ValueError: if there are no class subfolders, a class has no images, an
-            image is unreadable or undecodable, or an argument is bad.
+            image is unreadable or undecodable, or an argument or option is bad.
+        TypeError: for a keyword that is neither an argument nor an option.
 
     Example:
     ```python
@@ -61,10 +49,12 @@ def dataset_from_directory(
     data.class_names, data.class_counts
     ```
     """
-    pipeline_arguments = check_pipeline_arguments(
-        image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
+    options = resolve_options(
+        dataset_from_directory,
+        options,
+        option_overrides,
+        unsupported=("shuffle_buffer_size", "confine_to_image_root"),
     )
-    check_on_bad_image(on_bad_image)
     class_names = check_class_names(class_names)
     root = os.path.abspath(os.fspath(directory))
     if not os.path.isdir(root):
@@ -106,8 +96,5 @@ def dataset_from_directory(
         label_column="class folder",
         path_hint="",
         default_report_path=root.rstrip(os.sep) + ".skipped.csv",
-        pipeline_arguments=pipeline_arguments,
-        on_bad_image=on_bad_image,
-        bad_image_report=bad_image_report,
-        validate_images=validate_images,
+        options=options,
     )

@@ -30,10 +30,7 @@ def labeled_dataset_from_files(
     label_column,
     path_hint,
     default_report_path,
-    pipeline_arguments,
-    on_bad_image,
-    bad_image_report,
-    validate_images,
+    options,
 ):
     """Checks the rows, then builds the pipeline and its LabeledDataset.
 
@@ -46,10 +43,7 @@ def labeled_dataset_from_files(
         label_column: str, for messages.
         path_hint: str, how relative paths were resolved, for messages.
         default_report_path: str, where the skip report goes by default.
-        pipeline_arguments: dict from `check_pipeline_arguments`.
-        on_bad_image: "raise" or "skip".
-        bad_image_report: str path or None.
-        validate_images: bool.
+        options: `LoaderOptions` (checked), for the image checks and the pipeline.
 
     Returns:
         `LabeledDataset`.
@@ -59,13 +53,18 @@ def labeled_dataset_from_files(
     """
     ids, names = encode_labels(label_values, class_names, locations, source, label_column)
     file_paths = list(file_paths)
-    bad = find_bad_images(file_paths, validate_images=validate_images)
+    bad = find_bad_images(file_paths, validate_images=options.validate_images)
     report_path = None
-    if bad and on_bad_image == "raise":
+    if bad and options.on_bad_image == "raise":
         raise_for_bad_images(bad, locations, source, len(file_paths), path_hint)
     if bad:
         report_path = write_bad_image_report(
-            bad, locations, list(label_values), source, bad_image_report, default_report_path
+            bad,
+            locations,
+            list(label_values),
+            source,
+            options.bad_image_report,
+            default_report_path,
         )
     keep = np.ones(len(file_paths), dtype=bool)
     keep[[item["index"] for item in bad]] = False
@@ -86,19 +85,17 @@ def labeled_dataset_from_files(
             "needs at least one example: add rows for them or remove them from "
             "`class_names`"
         )
-    arguments = pipeline_arguments
-    dataset = file_pipeline(kept_paths, kept_ids, len(names), **arguments)
     return LabeledDataset(
-        dataset=dataset,
+        dataset=file_pipeline(kept_paths, kept_ids, len(names), options),
         class_names=names,
         class_counts=counts,
-        prior=sampling_prior(counts, arguments["sampling"]),
+        prior=sampling_prior(counts, options.sampling),
         file_paths=kept_paths,
         labels=kept_ids,
         num_examples=len(kept_paths),
-        batch_size=arguments["batch_size"],
-        image_size=arguments["image_size"],
-        sampling=arguments["sampling"],
+        batch_size=options.batch_size,
+        image_size=options.image_size,
+        sampling=options.sampling,
         num_skipped=len(bad),
         bad_image_report=report_path,
     )

@@ -4,13 +4,8 @@ import numpy as np
 import tensorflow as tf
 
 from calibkeras.data.labeled_dataset import LabeledDataset
-from calibkeras.data.pipeline import (
-    AUTOTUNE,
-    apply_cache,
-    bytes_pipeline,
-    check_pipeline_arguments,
-    finish_batches,
-)
+from calibkeras.data.loader_options import resolve_options
+from calibkeras.data.pipeline import AUTOTUNE, apply_cache, bytes_pipeline, finish_batches
 from calibkeras.data.sampling import resample_balanced, sampling_prior
 from calibkeras.priors import class_counts, prior_from_counts
 
@@ -23,15 +18,8 @@ def dataset_from_tfds(
     download=True,
     image_key="image",
     label_key="label",
-    image_size=(224, 224),
-    batch_size=32,
-    shuffle=False,
-    seed=None,
-    augment=False,
-    sampling="natural",
-    cache=False,
-    shuffle_buffer_size=10_000,
-    drop_remainder=False,
+    options=None,
+    **option_overrides,
 ):
     """Builds a batched image dataset from a TFDS image classification dataset.
 
@@ -44,8 +32,14 @@ def dataset_from_tfds(
     record is read once: a few seconds to a minute for large splits such as
     Food-101 "train").
 
-    Sampling, `prior`, augmentation and determinism are as in
-    `dataset_from_csv`. Balanced sampling here uses
+    The pipeline is set by `options` (a `LoaderOptions`) and/or its fields as
+    keywords: image_size, batch_size, shuffle, seed, augment, sampling, cache,
+    drop_remainder, shuffle_buffer_size (not supported here, since TFDS records
+    are not image files: `on_bad_image`, `bad_image_report`, `validate_images`,
+    `confine_to_image_root`). `shuffle` shuffles the files and the examples (a
+    buffer of `shuffle_buffer_size` encoded images); `cache` caches the decoded,
+    resized images. Sampling, `prior`, augmentation and determinism are as
+    described in `LoaderOptions`. Balanced sampling here uses
     `tf.data.Dataset.rejection_resample` on the repeated split (the class
     counts are known, so no estimation is needed); the result is infinite
     (pass `steps_per_epoch`); for strongly imbalanced splits TensorFlow logs
@@ -62,18 +56,8 @@ def dataset_from_tfds(
             first time; a no-op when the data are already prepared). Default True.
         image_key: str, the image feature. Default "image".
         label_key: str, the `ClassLabel` feature. Default "label".
-        image_size: `(height, width)`. Default (224, 224).
-        batch_size: positive int. Default 32.
-        shuffle: bool, shuffle files and examples (buffer of
-            `shuffle_buffer_size` encoded images). Default False.
-        seed: int or None. Default None.
-        augment: bool. Default False (keep False for evaluation data).
-        sampling: "natural" (default) or "balanced".
-        cache: False (default), True (memory) or a str file prefix; caches the
-            decoded, resized images (`N * H * W * 3 * 4` bytes).
-        shuffle_buffer_size: positive int, examples in the shuffle buffer.
-            Default 10,000.
-        drop_remainder: bool. Default False.
+        options: `LoaderOptions`, or None for its defaults.
+        **option_overrides: `LoaderOptions` fields, applied on top of `options`.
 
     Returns:
         `LabeledDataset` (see `dataset_from_csv`), with `file_paths` empty.
@@ -81,8 +65,9 @@ def dataset_from_tfds(
     Raises:
         ValueError: if `image_key` is not an Image feature, `label_key` is not
             a ClassLabel feature (the message lists the features), the split
-            is empty, a class has no examples in the split, or an argument is
-            bad.
+            is empty, a class has no examples in the split, or an argument or
+            option is bad.
+        TypeError: for a keyword that is neither an argument nor an option.
 
     Example:
     ```python
@@ -90,20 +75,20 @@ def dataset_from_tfds(
                               shuffle=True, augment=True, seed=0)
     ```
     """
+    options = resolve_options(
+        dataset_from_tfds,
+        options,
+        option_overrides,
+        unsupported=(
+            "on_bad_image",
+            "bad_image_report",
+            "validate_images",
+            "confine_to_image_root",
+        ),
+    )
     # Imported here: tensorflow_datasets is slow to import and only this loader needs it.
     import tensorflow_datasets as tfds
 
-    arguments = check_pipeline_arguments(
-        image_size, batch_size, shuffle, seed, augment, sampling, cache, drop_remainder
-    )
-    if (
-        isinstance(shuffle_buffer_size, bool)
-        or not isinstance(shuffle_buffer_size, int)
-        or shuffle_buffer_size < 1
-    ):
-        raise ValueError(
-            f"`shuffle_buffer_size` must be a positive integer, got {shuffle_buffer_size!r}"
-        )
     builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
     available = ", ".join(features.keys())
@@ -145,49 +130,40 @@ def dataset_from_tfds(
             "one example: use a larger split"
         )
 
-    read_config = tfds.ReadConfig(shuffle_seed=arguments["seed"])
+    shuffled = options.shuffle or options.sampling == "balanced"
     raw = builder.as_dataset(
         split=split,
         decoders={image_key: tfds.decode.SkipDecoding()},
-        shuffle_files=arguments["shuffle"] or arguments["sampling"] == "balanced",
-        read_config=read_config,
+        shuffle_files=shuffled,
+        read_config=tfds.ReadConfig(shuffle_seed=options.seed),
     ).map(
         lambda example: (example[image_key], tf.cast(example[label_key], tf.int32)),
         num_parallel_calls=AUTOTUNE,
     )
-    cached = arguments["cache"] is not False
+    cached = options.cache is not False
     if cached:
-        raw = apply_cache(bytes_pipeline(raw, arguments["image_size"]), arguments["cache"])
-    if arguments["shuffle"] or arguments["sampling"] == "balanced":
+        raw = apply_cache(bytes_pipeline(raw, options.image_size), options.cache)
+    if shuffled:
         raw = raw.shuffle(
-            min(shuffle_buffer_size, int(labels.size)),
-            seed=arguments["seed"],
+            min(options.shuffle_buffer_size, int(labels.size)),
+            seed=options.seed,
             reshuffle_each_iteration=True,
         )
-    if arguments["sampling"] == "balanced":
+    if options.sampling == "balanced":
         raw = resample_balanced(
-            raw, lambda image, label: label, prior_from_counts(counts), seed=arguments["seed"]
+            raw, lambda image, label: label, prior_from_counts(counts), seed=options.seed
         )
     if not cached:
-        raw = bytes_pipeline(raw, arguments["image_size"])
-    dataset = finish_batches(
-        raw,
-        batch_size=arguments["batch_size"],
-        augment=arguments["augment"],
-        seed=arguments["seed"],
-        drop_remainder=arguments["drop_remainder"],
-        deterministic=(not arguments["shuffle"] and arguments["sampling"] == "natural")
-        or arguments["seed"] is not None,
-    )
+        raw = bytes_pipeline(raw, options.image_size)
     return LabeledDataset(
-        dataset=dataset,
+        dataset=finish_batches(raw, options),
         class_names=class_names,
         class_counts=counts,
-        prior=sampling_prior(counts, arguments["sampling"]),
+        prior=sampling_prior(counts, options.sampling),
         file_paths=(),
         labels=labels,
         num_examples=int(labels.size),
-        batch_size=arguments["batch_size"],
-        image_size=arguments["image_size"],
-        sampling=arguments["sampling"],
+        batch_size=options.batch_size,
+        image_size=options.image_size,
+        sampling=options.sampling,
     )

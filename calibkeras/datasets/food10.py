@@ -2,7 +2,8 @@
 
 import os
 
-from calibkeras.data.csv_dataset import dataset_from_csv
+from calibkeras.data.csv_dataset import UNSUPPORTED_OPTIONS, dataset_from_csv
+from calibkeras.data.loader_options import LoaderOptions, resolve_options
 
 FOOD10_CLASS_NAMES = (
     "apple_pie",
@@ -24,6 +25,9 @@ FOOD10_SPLITS = {
     "test": "test.csv",
 }
 """Split name -> bundled CSV file name."""
+
+FOOD10_OPTIONS = LoaderOptions(image_size=(160, 160))
+"""What `load_food10` uses without `options`: the defaults at the images' shorter side."""
 
 
 def food10_dir():
@@ -55,21 +59,7 @@ def food10_csv(split):
     return os.path.join(food10_dir(), FOOD10_SPLITS[split])
 
 
-def load_food10(
-    split,
-    *,
-    image_size=(160, 160),
-    batch_size=32,
-    shuffle=False,
-    seed=None,
-    augment=False,
-    sampling="natural",
-    cache=False,
-    on_bad_image="raise",
-    bad_image_report=None,
-    validate_images=True,
-    drop_remainder=False,
-):
+def load_food10(split, *, options=None, **option_overrides):
     """Loads a split of the bundled food10 data with `dataset_from_csv`.
 
     Works offline: the CSVs and images ship inside the package. Every split
@@ -78,19 +68,25 @@ def load_food10(
     fewest; imbalance ratio 20); the test split is balanced, so its prior
     differs from the training prior, which is what PriorShift corrects.
 
+    The pipeline is set by `options` (a `calibkeras.data.LoaderOptions`) and/or
+    its fields as keywords, as in `calibkeras.data.dataset_from_csv`:
+    image_size, batch_size, shuffle, seed, augment, sampling, cache,
+    drop_remainder, on_bad_image, bad_image_report, validate_images,
+    confine_to_image_root (not `shuffle_buffer_size`). Without `options`, the
+    defaults are LoaderOptions' except `image_size=(160, 160)`, the images'
+    shorter side; an `options` object is used as it is (its own `image_size`).
+
     Args:
         split: "train", "val" or "test".
-        image_size: `(height, width)`. Default (160, 160), the images' shorter side.
-        batch_size, shuffle, seed, augment, sampling, cache, on_bad_image,
-            bad_image_report, validate_images, drop_remainder: as in
-            `calibkeras.data.dataset_from_csv` (defaults 32, False, None, False,
-            "natural", False, "raise", None, True, False).
+        options: `LoaderOptions`, or None for `FOOD10_OPTIONS`.
+        **option_overrides: `LoaderOptions` fields, applied on top of `options`.
 
     Returns:
         `calibkeras.data.LabeledDataset`.
 
     Raises:
-        ValueError: for an unknown split or a bad argument.
+        ValueError: for an unknown split or a bad option.
+        TypeError: for a keyword that is not an option.
 
     Example:
     ```python
@@ -98,20 +94,12 @@ def load_food10(
     train.class_counts   # [57, 300, 29, 215, 15, 21, 79, 41, 110, 154]
     ```
     """
-    return dataset_from_csv(
-        food10_csv(split),
-        image_column="filepath",
-        label_column="label",
-        class_names=FOOD10_CLASS_NAMES,
-        image_size=image_size,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        augment=augment,
-        sampling=sampling,
-        cache=cache,
-        on_bad_image=on_bad_image,
-        bad_image_report=bad_image_report,
-        validate_images=validate_images,
-        drop_remainder=drop_remainder,
+    csv_path = food10_csv(split)
+    options = resolve_options(
+        load_food10,
+        options,
+        option_overrides,
+        unsupported=UNSUPPORTED_OPTIONS,
+        default=FOOD10_OPTIONS,
     )
+    return dataset_from_csv(csv_path, class_names=FOOD10_CLASS_NAMES, options=options)
