@@ -10,7 +10,7 @@ scores, temperature fitting, calibration test, decisions), ``layers``, ``losses`
 See docs/architecture.md.
 """
 
-__version__ = "0.1.0"
+from calibkeras._version import __version__  # noqa: E402
 
 from calibkeras import (  # noqa: E402
     calibration,

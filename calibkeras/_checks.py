@@ -270,3 +270,77 @@ def check_class_counts(class_counts, num_classes=None, name="class_counts"):
             "a class with no training examples cannot be given a prior"
         )
     return array
+
+
+def check_cost_matrix(cost_matrix, num_classes=None, name="cost_matrix"):
+    """Returns ``cost_matrix`` as a float64 ``(A, K)`` array, else raises ``ValueError``.
+
+    Args:
+        cost_matrix: ``(A, K)`` costs ``C[action, true_class]``; at least 2 actions and
+            2 classes, every entry finite and ``>= 0``.
+        num_classes: if given, the number of columns ``K`` it must have.
+        name: the argument name used in error messages.
+
+    Returns:
+        ``np.ndarray`` of dtype float64 and shape ``(A, K)``.
+    """
+    try:
+        array = np.asarray(cost_matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`{name}` must be a 2-D array of numbers of shape (num_actions, num_classes), "
+            f"got {_show(cost_matrix)}"
+        ) from None
+    if array.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be a 2-D array of shape (num_actions, num_classes), got shape "
+            f"{array.shape}"
+        )
+    if array.shape[0] < 2:
+        raise ValueError(
+            f"`{name}` must have at least 2 rows (one per action), got shape {array.shape}"
+        )
+    if array.shape[1] < 2:
+        raise ValueError(
+            f"`{name}` must have at least 2 columns (one per class), got shape {array.shape}"
+        )
+    if num_classes is not None and array.shape[1] != num_classes:
+        raise ValueError(
+            f"`{name}` must have {num_classes} columns (one per class of the model), got "
+            f"shape {array.shape}"
+        )
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"`{name}` must be finite; found {array[row, col]} at row {row}, column {col}"
+        )
+    negative = array < 0
+    if negative.any():
+        row, col = np.argwhere(negative)[0]
+        raise ValueError(
+            f"`{name}` must be non-negative (a cost, not a gain); found {array[row, col]} "
+            f"at row {row}, column {col}"
+        )
+    return array
+
+
+def check_abstain_cost(abstain_cost, name="abstain_cost"):
+    """Returns ``abstain_cost`` as a float (or None), else raises ``ValueError``.
+
+    Args:
+        abstain_cost: None (no abstain action) or a finite number ``>= 0``.
+        name: the argument name used in error messages.
+    """
+    if abstain_cost is None:
+        return None
+    if isinstance(abstain_cost, bool) or not isinstance(abstain_cost, numbers.Real):
+        raise ValueError(
+            f"`{name}` must be None or a non-negative finite number, got {_show(abstain_cost)}"
+        )
+    value = float(abstain_cost)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(
+            f"`{name}` must be None or a non-negative finite number, got {_show(abstain_cost)}"
+        )
+    return value

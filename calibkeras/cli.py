@@ -185,7 +185,7 @@ def _add_training_flags(parser):
 
 
 def _version():
-    from calibkeras import __version__
+    from calibkeras._version import __version__
 
     return f"calibkeras {__version__}"
 

@@ -41,12 +41,12 @@ def calibration_record(model, image_size, settings):
         A dict with ``class_names``, ``class_counts``, ``training_prior``,
         ``deployment_prior``, ``temperature``, ``preprocessing`` and the settings.
     """
-    import calibkeras
+    from calibkeras._version import __version__
     from calibkeras.data.preprocessing import RESIZE_METHOD
 
     shift = model.prior_shift
     return {
-        "calibkeras_version": calibkeras.__version__,
+        "calibkeras_version": __version__,
         "class_names": model.class_names,
         "class_counts": shift.class_counts,
         "training_prior": shift.training_prior,

@@ -454,7 +454,8 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
     import numpy as np
     import tensorflow as tf
 
-    from calibkeras.calibration.decisions import bayes_decisions, check_cost_matrix
+    from calibkeras._checks import check_cost_matrix
+    from calibkeras.calibration.decisions import bayes_decisions
     from calibkeras.data.preprocessing import load_image
     from calibkeras.model_directory import load_model_directory
 

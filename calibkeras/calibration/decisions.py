@@ -10,93 +10,22 @@ Given calibrated probabilities ``p(y | x)``, the expected cost of action ``a`` i
 ``sum_y C[a, y] p(y | x)`` and the Bayes decision is the action that minimises it.
 Ties go to the lowest action id (so a class action wins a tie with abstaining).
 
-:func:`action_expected_costs` is the one definition of the expected cost: it is written
-in ``keras.ops``, the :class:`calibkeras.layers.CostSensitiveDecision` layer and the
-SavedModel export call it on tensors, and the NumPy functions here call it on arrays
-(float64 in, float64 out).
+:func:`calibkeras.metrics.functional.action_expected_costs` is the one definition of the
+expected cost: it is written in ``keras.ops``, the
+:class:`calibkeras.layers.CostSensitiveDecision` layer and the SavedModel export call it
+on tensors, and the NumPy functions here call it on arrays (float64 in, float64 out).
 """
-
-import numbers
 
 import numpy as np
 from keras import ops
-from keras.backend import standardize_dtype
 
-from calibkeras._checks import _show, check_labels, check_probabilities
-
-
-def check_cost_matrix(cost_matrix, num_classes=None, name="cost_matrix"):
-    """Returns ``cost_matrix`` as a float64 ``(A, K)`` array, else raises ``ValueError``.
-
-    Args:
-        cost_matrix: ``(A, K)`` costs ``C[action, true_class]``; at least 2 actions and
-            2 classes, every entry finite and ``>= 0``.
-        num_classes: if given, the number of columns ``K`` it must have.
-        name: the argument name used in error messages.
-
-    Returns:
-        ``np.ndarray`` of dtype float64 and shape ``(A, K)``.
-    """
-    try:
-        array = np.asarray(cost_matrix, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`{name}` must be a 2-D array of numbers of shape (num_actions, num_classes), "
-            f"got {_show(cost_matrix)}"
-        ) from None
-    if array.ndim != 2:
-        raise ValueError(
-            f"`{name}` must be a 2-D array of shape (num_actions, num_classes), got shape "
-            f"{array.shape}"
-        )
-    if array.shape[0] < 2:
-        raise ValueError(
-            f"`{name}` must have at least 2 rows (one per action), got shape {array.shape}"
-        )
-    if array.shape[1] < 2:
-        raise ValueError(
-            f"`{name}` must have at least 2 columns (one per class), got shape {array.shape}"
-        )
-    if num_classes is not None and array.shape[1] != num_classes:
-        raise ValueError(
-            f"`{name}` must have {num_classes} columns (one per class of the model), got "
-            f"shape {array.shape}"
-        )
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"`{name}` must be finite; found {array[row, col]} at row {row}, column {col}"
-        )
-    negative = array < 0
-    if negative.any():
-        row, col = np.argwhere(negative)[0]
-        raise ValueError(
-            f"`{name}` must be non-negative (a cost, not a gain); found {array[row, col]} "
-            f"at row {row}, column {col}"
-        )
-    return array
-
-
-def check_abstain_cost(abstain_cost, name="abstain_cost"):
-    """Returns ``abstain_cost`` as a float (or None), else raises ``ValueError``.
-
-    Args:
-        abstain_cost: None (no abstain action) or a finite number ``>= 0``.
-        name: the argument name used in error messages.
-    """
-    if abstain_cost is None:
-        return None
-    if isinstance(abstain_cost, bool) or not isinstance(abstain_cost, numbers.Real):
-        raise ValueError(
-            f"`{name}` must be None or a non-negative finite number, got {_show(abstain_cost)}"
-        )
-    value = float(abstain_cost)
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(
-            f"`{name}` must be None or a non-negative finite number, got {_show(abstain_cost)}"
-        )
-    return value
+from calibkeras._checks import (
+    check_abstain_cost,
+    check_cost_matrix,
+    check_labels,
+    check_probabilities,
+)
+from calibkeras.metrics.functional import action_expected_costs
 
 
 def extended_cost_matrix(cost_matrix, abstain_cost=None):
@@ -114,49 +43,6 @@ def extended_cost_matrix(cost_matrix, abstain_cost=None):
     if abstain_cost is None:
         return cost_matrix
     return np.vstack([cost_matrix, np.full((1, cost_matrix.shape[1]), abstain_cost)])
-
-
-def action_expected_costs(probs, cost_matrix, abstain_cost=None):
-    """Expected cost of every action: ``probs @ C.T``, plus an abstain column.
-
-    The one definition shared by the layer, the export and the NumPy functions. No
-    argument checks (it runs inside models and SavedModels); the callers check. An
-    empty batch gives an empty result without a matrix product (oneDNN refuses one on
-    some CPUs).
-
-    Args:
-        probs: ``(..., K)`` probabilities (array or tensor).
-        cost_matrix: ``(A, K)`` costs ``C[action, true_class]`` (array, tensor or
-            variable); cast to the dtype of ``probs``.
-        abstain_cost: None, or a scalar (number, tensor or variable): the cost of the
-            extra abstain action, whatever the class.
-
-    Returns:
-        Tensor ``(..., A)``, or ``(..., A + 1)`` with the abstain action last, in the
-        dtype of ``probs``.
-    """
-    probs = ops.convert_to_tensor(probs)
-    transposed = ops.transpose(_cast(cost_matrix, probs.dtype))
-    # oneDNN (TensorFlow's CPU path) rejects a transposed matmul of zero rows on AVX-512
-    # CPUs, and tf.distribute hands empty batches to replicas: the empty case is the
-    # same product written as a broadcast, which every kernel takes.
-    costs = ops.cond(
-        ops.size(probs) > 0,
-        lambda: ops.matmul(probs, transposed),
-        lambda: ops.sum(ops.expand_dims(probs, -1) * transposed, axis=-2),
-    )
-    if abstain_cost is not None:
-        abstain = ops.ones_like(costs[..., :1]) * _cast(abstain_cost, probs.dtype)
-        costs = ops.concatenate([costs, abstain], axis=-1)
-    return costs
-
-
-def _cast(value, dtype):
-    # Python numbers and lists go through NumPy in the target dtype: keras.ops would
-    # first make them float32, and lose digits of a float64 computation.
-    if isinstance(value, (numbers.Number, list, tuple, np.ndarray)):
-        return ops.convert_to_tensor(np.asarray(value, dtype=standardize_dtype(dtype)))
-    return ops.cast(value, dtype)
 
 
 def _expected_cost_matrix(probs, cost_matrix, abstain_cost):

@@ -8,17 +8,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from calibkeras._checks import check_positive_int
+from calibkeras._checks import check_abstain_cost, check_cost_matrix, check_positive_int
 from calibkeras._staging import check_output_dir, staged_directory
-from calibkeras.calibration.decisions import (
-    action_expected_costs,
-    check_abstain_cost,
-    check_cost_matrix,
-)
-from calibkeras.priors import PriorEstimate
 from calibkeras.data.preprocessing import DEFAULT_MAX_IMAGE_PIXELS, decode_images
 from calibkeras.layers.cost_sensitive_decision import CostSensitiveDecision
+from calibkeras.metrics.functional import action_expected_costs
 from calibkeras.models.calibrated_classifier import check_calibrated_classifier
+from calibkeras.priors import PriorEstimate
 
 #: The signatures every export holds, in the order they are added.
 SIGNATURE_NAMES = ("serving_default", "predict_image_bytes", "decide", "decide_with_costs")

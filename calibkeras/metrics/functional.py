@@ -18,9 +18,11 @@ Definitions (pinned; see DESIGN.md):
 """
 
 import functools
+import numbers
 
 import numpy as np
 from keras import ops
+from keras.backend import standardize_dtype
 
 #: Probabilities are clipped at this value inside the log of the NLL.
 LOG_CLIP = 1e-12
@@ -286,3 +288,46 @@ def balanced_accuracy_from_counts(support, correct):
     present = ops.cast(support > 0, support.dtype)
     recall = ops.divide_no_nan(correct, support)
     return ops.divide_no_nan(ops.sum(recall * present), ops.sum(present))
+
+
+def action_expected_costs(probs, cost_matrix, abstain_cost=None):
+    """Expected cost of every action: ``probs @ C.T``, plus an abstain column.
+
+    The one definition shared by the layer, the export and the NumPy functions. No
+    argument checks (it runs inside models and SavedModels); the callers check. An
+    empty batch gives an empty result without a matrix product (oneDNN refuses one on
+    some CPUs).
+
+    Args:
+        probs: ``(..., K)`` probabilities (array or tensor).
+        cost_matrix: ``(A, K)`` costs ``C[action, true_class]`` (array, tensor or
+            variable); cast to the dtype of ``probs``.
+        abstain_cost: None, or a scalar (number, tensor or variable): the cost of the
+            extra abstain action, whatever the class.
+
+    Returns:
+        Tensor ``(..., A)``, or ``(..., A + 1)`` with the abstain action last, in the
+        dtype of ``probs``.
+    """
+    probs = ops.convert_to_tensor(probs)
+    transposed = ops.transpose(_cast(cost_matrix, probs.dtype))
+    # oneDNN (TensorFlow's CPU path) rejects a transposed matmul of zero rows on AVX-512
+    # CPUs, and tf.distribute hands empty batches to replicas: the empty case is the
+    # same product written as a broadcast, which every kernel takes.
+    costs = ops.cond(
+        ops.size(probs) > 0,
+        lambda: ops.matmul(probs, transposed),
+        lambda: ops.sum(ops.expand_dims(probs, -1) * transposed, axis=-2),
+    )
+    if abstain_cost is not None:
+        abstain = ops.ones_like(costs[..., :1]) * _cast(abstain_cost, probs.dtype)
+        costs = ops.concatenate([costs, abstain], axis=-1)
+    return costs
+
+
+def _cast(value, dtype):
+    # Python numbers and lists go through NumPy in the target dtype: keras.ops would
+    # first make them float32, and lose digits of a float64 computation.
+    if isinstance(value, (numbers.Number, list, tuple, np.ndarray)):
+        return ops.convert_to_tensor(np.asarray(value, dtype=standardize_dtype(dtype)))
+    return ops.cast(value, dtype)

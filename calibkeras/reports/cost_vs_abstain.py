@@ -2,13 +2,8 @@
 
 import numpy as np
 
-from calibkeras._checks import check_labels, check_probabilities
-from calibkeras.calibration.decisions import (
-    bayes_decisions,
-    check_cost_matrix,
-    expected_cost,
-    realized_cost,
-)
+from calibkeras._checks import check_cost_matrix, check_labels, check_probabilities
+from calibkeras.calibration.decisions import bayes_decisions, expected_cost, realized_cost
 from calibkeras.reports._figures import new_figure
 
 
