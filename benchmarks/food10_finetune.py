@@ -29,13 +29,13 @@ import numpy as np
 import tensorflow as tf
 from scipy.special import softmax
 
-from calibkeras._batches import predict_with_labels
 from calibkeras.calibration import calibration_errors, calibration_test, fit_temperature
 from calibkeras.data import build_augmentation
 from calibkeras.datasets import load_food10
 from calibkeras.models import build_classifier, fit_calibrated
 from calibkeras.models.training import SCHEDULES
 from calibkeras.priors import prior_from_counts
+from calibkeras.utils.batches import predict_with_labels
 
 
 def main():

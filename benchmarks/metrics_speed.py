@@ -52,8 +52,8 @@ from sklearn.metrics import (  # noqa: E402
     log_loss,
 )
 
-from calibkeras.metrics import functional  # noqa: E402
 from calibkeras.calibration import calibration_errors  # noqa: E402
+from calibkeras.metrics import functional  # noqa: E402
 
 NUM_CLASSES = 100
 
@@ -236,8 +236,8 @@ def breakdown(probs, labels, rounds):
     negative_log_likelihood) and takes keras.ops.argmax of the (N, K) matrix twice
     (top_label_outcomes, class_recall_counts) plus a NumPy argmax once.
     """
-    from calibkeras._checks import check_labels, check_probabilities
     from calibkeras.calibration.errors import _adaptive_ece
+    from calibkeras.utils.checks import check_labels, check_probabilities
 
     def checks():
         checked = check_probabilities(probs)

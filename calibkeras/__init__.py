@@ -10,8 +10,6 @@ scores, temperature fitting, calibration test, decisions), ``layers``, ``losses`
 See docs/architecture.md.
 """
 
-from calibkeras._version import __version__  # noqa: E402
-
 from calibkeras import (  # noqa: E402
     calibration,
     callbacks,
@@ -27,6 +25,7 @@ from calibkeras import (  # noqa: E402
     reports,
     workflow,
 )
+from calibkeras._version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",

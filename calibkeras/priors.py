@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from calibkeras._checks import (
+from calibkeras.utils.checks import (
     _show,
     check_choice,
     check_positive_float,
@@ -300,6 +300,6 @@ def resolve_prior(
                 f"`{name}` names unknown classes {_show(unknown, 120)} and misses "
                 f"{_show(missing, 120)}; the classes are {_show(list(class_names), 120)}"
             )
-        values = dict(zip(keys, prior.values()))
+        values = dict(zip(keys, prior.values(), strict=True))
         prior = [values[class_name] for class_name in class_names]
     return check_prior(prior, num_classes, name=name.lstrip("-"))

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from calibkeras._checks import check_choice, check_positive_int
+from calibkeras.utils.checks import check_choice, check_positive_int
 
 #: The losses, samplings and strategies ``train`` knows (the command's choices).
 LOSSES = ("logit_adjusted", "crossentropy", "focal")
@@ -254,8 +254,8 @@ def train(config, *, evaluation=None):
     """
     import keras
 
-    from calibkeras._staging import check_output_dir
     from calibkeras.distribute import is_chief, make_strategy, validate_tf_config
+    from calibkeras.utils.staging import check_output_dir
 
     keras.utils.set_random_seed(config.seed)
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before TF runs ops.
@@ -275,7 +275,6 @@ def train(config, *, evaluation=None):
 
 def _train_and_write(config, strategy, output, evaluation):
     """The body of :func:`train`, writing to ``output``."""
-    from calibkeras._staging import staged_directory
     from calibkeras.export import export_saved_model, verify_saved_model
     from calibkeras.model_directory import (
         CALIBRATION_FILE,
@@ -286,14 +285,15 @@ def _train_and_write(config, strategy, output, evaluation):
         write_json,
     )
     from calibkeras.models import build_classifier, fit_calibrated
+    from calibkeras.utils.staging import staged_directory
 
     say = config.verbose
     image_size = (config.image_size, config.image_size)
     started = time.perf_counter()
     train_data, val = _training_data(config, image_size)
+    counts = dict(zip(train_data.class_names, train_data.class_counts.tolist(), strict=True))
     _say(say, f"training data: {train_data.num_examples} images, "
-              f"{train_data.num_classes} classes, counts "
-              f"{dict(zip(train_data.class_names, train_data.class_counts.tolist()))}")
+              f"{train_data.num_classes} classes, counts {counts}")
     weights = None if str(config.weights).lower() == "none" else config.weights
     with strategy.scope():
         model = build_classifier(
@@ -407,8 +407,8 @@ def evaluate(model, csv, *, prior="model", image_root=None, image_column=None,
     """
     import numpy as np
 
-    from calibkeras._staging import check_output_dir, check_output_file
     from calibkeras.model_directory import load_model_directory, write_json
+    from calibkeras.utils.staging import check_output_dir, check_output_file
 
     for argument, path in (("json_path", json_path), ("predictions", predictions)):
         if path is not None:
@@ -454,10 +454,10 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
     import numpy as np
     import tensorflow as tf
 
-    from calibkeras._checks import check_cost_matrix
     from calibkeras.calibration.decisions import bayes_decisions
     from calibkeras.data.preprocessing import load_image
     from calibkeras.model_directory import load_model_directory
+    from calibkeras.utils.checks import check_cost_matrix
 
     top_k = check_positive_int(top_k, "top_k")
     for path in images:
@@ -514,9 +514,9 @@ def export(model, output, *, version=1, costs=None, prior="model", overwrite=Fal
         ``(path, prior_name, check)``: the version folder, the prior's description and
         :func:`calibkeras.export.verify_saved_model`'s report.
     """
-    from calibkeras._staging import check_output_dir
     from calibkeras.export import export_saved_model, verify_saved_model
     from calibkeras.model_directory import load_model_directory
+    from calibkeras.utils.staging import check_output_dir
 
     version = check_positive_int(version, "version")
     check_output_dir(Path(output) / str(version), overwrite, argument="output/version",

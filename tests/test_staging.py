@@ -1,4 +1,4 @@
-"""calibkeras._staging: output permissions, what overwrite may replace, safe swaps."""
+"""calibkeras.utils.staging: output permissions, what overwrite may replace, safe swaps."""
 
 import os
 import stat
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import calibkeras._staging as staging_module
-from calibkeras._staging import check_output_dir, staged_directory
+import calibkeras.utils.staging as staging_module
+from calibkeras.utils.staging import check_output_dir, staged_directory
 
 STAGING_FILE = staging_module.__file__
 

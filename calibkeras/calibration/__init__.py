@@ -8,9 +8,9 @@ from calibkeras.calibration.decisions import (
     realized_cost,
 )
 from calibkeras.calibration.errors import SCORE_NAMES, calibration_errors
-from calibkeras.priors import PriorEstimate, adjust_to_prior, estimate_prior
 from calibkeras.calibration.reliability import reliability_curve
 from calibkeras.calibration.temperature import fit_temperature
+from calibkeras.priors import PriorEstimate, adjust_to_prior, estimate_prior
 
 __all__ = [
     "SCORE_NAMES",

@@ -3,9 +3,9 @@
 import numpy as np
 from keras import ops
 
-from calibkeras.metrics import functional
-from calibkeras._checks import check_labels, check_positive_int, check_probabilities
 from calibkeras.calibration.errors import top_label_ece
+from calibkeras.metrics import functional
+from calibkeras.utils.checks import check_labels, check_positive_int, check_probabilities
 
 #: Resampled outcomes are drawn in chunks of at most this many values (memory bound).
 _CHUNK_VALUES = 20_000_000

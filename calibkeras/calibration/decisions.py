@@ -19,13 +19,13 @@ on tensors, and the NumPy functions here call it on arrays (float64 in, float64 
 import numpy as np
 from keras import ops
 
-from calibkeras._checks import (
+from calibkeras.metrics.functional import action_expected_costs
+from calibkeras.utils.checks import (
     check_abstain_cost,
     check_cost_matrix,
     check_labels,
     check_probabilities,
 )
-from calibkeras.metrics.functional import action_expected_costs
 
 
 def extended_cost_matrix(cost_matrix, abstain_cost=None):

@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from calibkeras.metrics import functional
-from calibkeras._checks import (
+from calibkeras.utils.checks import (
     check_labels,
     check_nonnegative_int,
     check_positive_int,

@@ -4,7 +4,7 @@ import numpy as np
 from keras import ops
 
 from calibkeras.metrics import functional
-from calibkeras._checks import check_labels, check_positive_int, check_probabilities
+from calibkeras.utils.checks import check_labels, check_positive_int, check_probabilities
 
 
 def reliability_curve(probs, labels, num_bins=15):

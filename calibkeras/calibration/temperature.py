@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-from calibkeras._checks import (
+from calibkeras.utils.checks import (
     check_finite_matrix,
     check_labels,
     check_nonnegative_float,

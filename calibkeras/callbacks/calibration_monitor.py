@@ -8,10 +8,10 @@ import numpy as np
 from keras import ops
 
 from calibkeras import metrics
-from calibkeras.metrics import functional
-from calibkeras._batches import iterate_batches, label_ids
-from calibkeras._checks import check_positive_int
 from calibkeras.layers.prior_shift import check_data_classes
+from calibkeras.metrics import functional
+from calibkeras.utils.batches import iterate_batches, label_ids
+from calibkeras.utils.checks import check_positive_int
 
 
 class CalibrationMonitor(keras.callbacks.Callback):

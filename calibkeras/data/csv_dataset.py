@@ -9,10 +9,10 @@ import warnings
 
 import pandas as pd
 
-from calibkeras._checks import _show
 from calibkeras.data.file_dataset import labeled_dataset_from_files
-from calibkeras.data.labels import cell_text, check_class_names
+from calibkeras.data.labels import cell_text
 from calibkeras.data.loader_options import resolve_options
+from calibkeras.utils.checks import _show, check_class_names
 
 UNSUPPORTED_OPTIONS = ("shuffle_buffer_size",)
 """The `LoaderOptions` fields the table loaders do not support (they shuffle all paths)."""

@@ -3,8 +3,8 @@
 import os
 
 from calibkeras.data.file_dataset import labeled_dataset_from_files
-from calibkeras.data.labels import check_class_names
 from calibkeras.data.loader_options import resolve_options
+from calibkeras.utils.checks import check_class_names
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 """File name endings (case-insensitive) that `dataset_from_directory` picks up."""

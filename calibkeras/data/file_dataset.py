@@ -7,7 +7,6 @@ tf.data pipeline.
 
 import numpy as np
 
-from calibkeras._checks import _show
 from calibkeras.data.image_checks import (
     find_bad_images,
     raise_for_bad_images,
@@ -18,6 +17,7 @@ from calibkeras.data.labels import encode_labels
 from calibkeras.data.pipeline import file_pipeline
 from calibkeras.data.sampling import sampling_prior
 from calibkeras.priors import class_counts
+from calibkeras.utils.checks import _show
 
 
 def labeled_dataset_from_files(

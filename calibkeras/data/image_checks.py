@@ -12,8 +12,8 @@ import warnings
 import pandas as pd
 import tensorflow as tf
 
-from calibkeras._checks import _show
 from calibkeras.data.preprocessing import decode_rgb
+from calibkeras.utils.checks import _show
 
 BAD_IMAGE_POLICIES = ("raise", "skip")
 _MAX_LISTED = 10

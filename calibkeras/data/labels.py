@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from calibkeras._checks import _show
+from calibkeras.utils.checks import _show
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -37,32 +37,6 @@ def cell_text(value):
         if float(value).is_integer():
             return str(int(value))
     return str(value).strip()
-
-
-def check_class_names(class_names):
-    """Checks a `class_names` argument: a non-empty sequence of distinct names.
-
-    Returns:
-        tuple of str, or None when `class_names` is None.
-
-    Raises:
-        ValueError: if it is a plain string, empty, or has duplicates.
-    """
-    if class_names is None:
-        return None
-    if isinstance(class_names, (str, bytes)):
-        raise ValueError(
-            f"`class_names` must be a sequence of names, got the string {_show(class_names)}"
-        )
-    names = tuple(str(name) for name in class_names)
-    if not names:
-        raise ValueError("`class_names` must not be empty; pass None to infer the classes")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(
-            f"`class_names` must be distinct, got duplicates: {_show(duplicates, 120)}"
-        )
-    return names
 
 
 def _listing(items):

@@ -4,10 +4,10 @@ import dataclasses
 import inspect
 import os
 
-from calibkeras._checks import _show, check_bool, check_optional_int, check_positive_int
 from calibkeras.data.image_checks import check_on_bad_image
 from calibkeras.data.preprocessing import check_image_size
 from calibkeras.data.sampling import check_sampling
+from calibkeras.utils.checks import _show, check_bool, check_optional_int, check_positive_int
 
 
 def _path_text(value):

@@ -12,7 +12,7 @@ import numbers
 
 import tensorflow as tf
 
-from calibkeras._checks import check_positive_int
+from calibkeras.utils.checks import check_positive_int
 
 RESIZE_METHOD = "bilinear"
 """Interpolation used by `decode_image` (no antialiasing, like Keras' own loaders)."""

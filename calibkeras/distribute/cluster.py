@@ -12,16 +12,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from calibkeras.utils.checks import _show
+
 #: The TF_CONFIG cluster jobs MultiWorkerMirroredStrategy trains with.
 CLUSTER_JOBS = ("chief", "worker")
 
 #: Default seconds a worker waits for its peers before giving up.
 DEFAULT_TIMEOUT_SECONDS = 120.0
-
-
-def _show(value, limit=120):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_address(address):
@@ -34,7 +31,7 @@ def parse_address(address):
             1..65535.
     """
     if not isinstance(address, str) or ":" not in address:
-        raise ValueError(f"address must be a 'host:port' string, got {_show(address)}")
+        raise ValueError(f"address must be a 'host:port' string, got {_show(address, 120)}")
     host, _, port_text = address.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -92,9 +89,9 @@ def validate_tf_config(text_or_env=None):
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {_show(text)}") from None
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {_show(text, 120)}") from None
     if not isinstance(config, dict):
-        raise ValueError(f"TF_CONFIG must be a JSON object, got {_show(config)}")
+        raise ValueError(f"TF_CONFIG must be a JSON object, got {_show(config, 120)}")
     for key in ("cluster", "task"):
         if key not in config:
             raise ValueError(
@@ -105,7 +102,7 @@ def validate_tf_config(text_or_env=None):
     if not isinstance(cluster, dict) or not cluster:
         raise ValueError(
             "TF_CONFIG \"cluster\" must be a non-empty object of job name -> list of "
-            f"'host:port' addresses, got {_show(cluster)}"
+            f"'host:port' addresses, got {_show(cluster, 120)}"
         )
     unknown = sorted(set(cluster) - set(CLUSTER_JOBS))
     if unknown:
@@ -122,7 +119,7 @@ def validate_tf_config(text_or_env=None):
         if not isinstance(addresses, list) or not addresses:
             raise ValueError(
                 f"TF_CONFIG \"cluster\" job {job!r} must be a non-empty list of 'host:port' "
-                f"addresses, got {_show(addresses)}"
+                f"addresses, got {_show(addresses, 120)}"
             )
         if job == "chief" and len(addresses) > 1:
             raise ValueError(
@@ -143,17 +140,17 @@ def validate_tf_config(text_or_env=None):
     if not isinstance(task, dict) or "type" not in task or "index" not in task:
         raise ValueError(
             f"TF_CONFIG \"task\" must be an object with \"type\" and \"index\", e.g. "
-            f"{{\"type\": \"worker\", \"index\": 0}}, got {_show(task)}"
+            f"{{\"type\": \"worker\", \"index\": 0}}, got {_show(task, 120)}"
         )
     task_type, index = task["type"], task["index"]
     if task_type not in cluster:
         raise ValueError(
-            f"TF_CONFIG \"task\" type {_show(task_type)} is not a job of the cluster "
+            f"TF_CONFIG \"task\" type {_show(task_type, 120)} is not a job of the cluster "
             f"{sorted(cluster)}"
         )
     if isinstance(index, bool) or not isinstance(index, int):
         raise ValueError(
-            f"TF_CONFIG \"task\" index must be an integer, got {_show(index)}"
+            f"TF_CONFIG \"task\" index must be an integer, got {_show(index, 120)}"
         )
     if not 0 <= index < len(cluster[task_type]):
         raise ValueError(
@@ -209,7 +206,7 @@ def wait_for_workers(tf_config, timeout_seconds=DEFAULT_TIMEOUT_SECONDS, poll_se
         not np.isfinite(timeout_seconds) or timeout_seconds <= 0
     ):
         raise ValueError(
-            f"`timeout_seconds` must be a positive number, got {_show(timeout_seconds)}"
+            f"`timeout_seconds` must be a positive number, got {_show(timeout_seconds, 120)}"
         )
     task = tf_config["task"]
     own_address = tf_config["cluster"][task["type"]][task["index"]]

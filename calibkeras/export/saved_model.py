@@ -8,13 +8,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from calibkeras._checks import check_abstain_cost, check_cost_matrix, check_positive_int
-from calibkeras._staging import check_output_dir, staged_directory
 from calibkeras.data.preprocessing import DEFAULT_MAX_IMAGE_PIXELS, decode_images
 from calibkeras.layers.cost_sensitive_decision import CostSensitiveDecision
 from calibkeras.metrics.functional import action_expected_costs
 from calibkeras.models.calibrated_classifier import check_calibrated_classifier
 from calibkeras.priors import PriorEstimate
+from calibkeras.utils.checks import check_abstain_cost, check_cost_matrix, check_positive_int
+from calibkeras.utils.staging import check_output_dir, staged_directory
 
 #: The signatures every export holds, in the order they are added.
 SIGNATURE_NAMES = ("serving_default", "predict_image_bytes", "decide", "decide_with_costs")
@@ -257,7 +257,7 @@ def export_saved_model(
         overwrite: replace an existing ``export_dir/<version>`` (default False: error);
             only a SavedModel version folder (one holding ``saved_model.pb``) is replaced,
             anything else is refused. The old version is served until the new one is in
-            place (see ``calibkeras._staging.staged_directory``).
+            place (see ``calibkeras.utils.staging.staged_directory``).
         verbose: print the endpoints Keras writes (default False).
 
     Returns:

@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from calibkeras._checks import check_abstain_cost, check_cost_matrix
 from calibkeras.metrics.functional import action_expected_costs
+from calibkeras.utils.checks import check_abstain_cost, check_cost_matrix
 
 #: Name given to the abstain action in :attr:`CostSensitiveDecision.output_action_names`.
 ABSTAIN_ACTION_NAME = "abstain"

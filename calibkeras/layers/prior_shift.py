@@ -4,8 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from calibkeras._checks import _show, check_class_counts, check_positive_int, check_prior
 from calibkeras.priors import prior_from_counts, resolve_prior
+from calibkeras.utils.checks import _show, check_class_counts, check_positive_int, check_prior
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")

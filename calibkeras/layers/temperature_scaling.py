@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from calibkeras._checks import check_positive_float
+from calibkeras.utils.checks import check_positive_float
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")

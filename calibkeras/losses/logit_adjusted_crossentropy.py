@@ -5,8 +5,8 @@ import numpy as np
 from keras import ops
 
 from calibkeras.metrics import functional
-from calibkeras._checks import check_class_counts, check_nonnegative_float
 from calibkeras.priors import prior_from_counts
+from calibkeras.utils.checks import check_class_counts, check_nonnegative_float
 
 
 def logit_adjusted_crossentropy(y_true, y_pred, log_prior, tau=1.0, from_logits=True):

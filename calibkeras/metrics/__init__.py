@@ -5,7 +5,6 @@ the losses and :mod:`calibkeras.calibration`): each quantity written once.
 """
 
 from calibkeras.metrics import functional
-
 from calibkeras.metrics.balanced_accuracy import BalancedAccuracy
 from calibkeras.metrics.brier_score import BrierScore
 from calibkeras.metrics.expected_calibration_error import ExpectedCalibrationError

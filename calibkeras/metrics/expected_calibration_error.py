@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from calibkeras.metrics import functional
-from calibkeras._checks import check_positive_int
+from calibkeras.utils.checks import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")

@@ -4,10 +4,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from calibkeras._checks import check_positive_int
 from calibkeras.layers import PriorShift, TemperatureScaling
 from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.priors import resolve_prior
+from calibkeras.utils.checks import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")
@@ -150,7 +150,7 @@ class CalibratedClassifier(keras.Model):
         Raises:
             ValueError: a ``LabeledDataset`` whose class list is not the model's.
         """
-        from calibkeras._batches import predict_with_labels
+        from calibkeras.utils.batches import predict_with_labels
 
         check_data_classes(self, data, "data")
         return predict_with_labels(self.balanced_logits_model(), data, progress=progress)
@@ -228,8 +228,8 @@ class CalibratedClassifier(keras.Model):
                 ``"labels"`` its label frequencies; or any other specification.
             batch_size: batch size for array input.
         """
-        from calibkeras._batches import predict_with_labels
         from calibkeras.calibration import fit_temperature
+        from calibkeras.utils.batches import predict_with_labels
 
         check_data_classes(self, data, "data")
         logits, labels = predict_with_labels(self.balanced_logits_model(), data, batch_size)

@@ -9,12 +9,12 @@ import numbers
 import keras
 import numpy as np
 
-from calibkeras._checks import check_choice, check_class_counts
 from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
 from calibkeras.metrics import BalancedAccuracy
 from calibkeras.models.calibrated_classifier import check_calibrated_classifier
 from calibkeras.priors import prior_from_counts
+from calibkeras.utils.checks import check_choice, check_class_counts
 
 #: The training losses the recipe knows.
 LOSSES = ("logit_adjusted", "crossentropy", "focal")

@@ -30,19 +30,6 @@ def figure_to_png(figure, dpi=PNG_DPI):
     return buffer.getvalue()
 
 
-def check_class_names(class_names, num_classes, name="class_names"):
-    """Returns ``class_names`` as a list of ``num_classes`` strings, else raises."""
-    if isinstance(class_names, str):
-        raise ValueError(f"`{name}` must be a list of class names, got the string {class_names!r}")
-    names = [str(n) for n in class_names]
-    if len(names) != num_classes:
-        raise ValueError(
-            f"`{name}` must have {num_classes} entries (one per column of the probabilities), "
-            f"got {len(names)}: {names[:5]}{' ...' if len(names) > 5 else ''}"
-        )
-    return names
-
-
 def class_order(class_counts, num_classes):
     """Class ids in descending order of ``class_counts`` (ties keep id order), or 0..K-1."""
     if class_counts is None:

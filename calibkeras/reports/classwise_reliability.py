@@ -6,8 +6,13 @@ import numpy as np
 from keras import ops
 
 from calibkeras.metrics import functional
-from calibkeras._checks import check_labels, check_positive_int, check_probabilities
-from calibkeras.reports._figures import check_class_names, new_figure
+from calibkeras.reports._figures import new_figure
+from calibkeras.utils.checks import (
+    check_class_names,
+    check_labels,
+    check_positive_int,
+    check_probabilities,
+)
 
 
 def classwise_reliability_curve(probs, labels, num_bins=10):
@@ -78,7 +83,7 @@ def plot_classwise_reliability(probs, labels, class_names, num_bins=10):
     """
     curve = classwise_reliability_curve(probs, labels, num_bins)
     num_classes = curve["count"].shape[0]
-    class_names = check_class_names(class_names, num_classes)
+    class_names = list(check_class_names(class_names, num_classes))
     columns = min(5, num_classes)
     rows = math.ceil(num_classes / columns)
     figure = new_figure(2.3 * columns + 0.6, 2.35 * rows + 0.6)

@@ -3,8 +3,8 @@
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
-from calibkeras._checks import check_labels, check_probabilities
-from calibkeras.reports._figures import check_class_names, new_figure
+from calibkeras.reports._figures import new_figure
+from calibkeras.utils.checks import check_class_names, check_labels, check_probabilities
 
 
 def plot_confusion_matrix(probs, labels, class_names):
@@ -29,7 +29,7 @@ def plot_confusion_matrix(probs, labels, class_names):
     probs = check_probabilities(probs)
     num_classes = probs.shape[1]
     labels = check_labels(labels, num_classes, probs.shape[0])
-    class_names = check_class_names(class_names, num_classes)
+    class_names = list(check_class_names(class_names, num_classes))
     matrix = confusion_matrix(
         labels, probs.argmax(axis=1), labels=list(range(num_classes)), normalize="true"
     )

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from calibkeras._checks import check_cost_matrix, check_labels, check_probabilities
 from calibkeras.calibration.decisions import bayes_decisions, expected_cost, realized_cost
 from calibkeras.reports._figures import new_figure
+from calibkeras.utils.checks import check_cost_matrix, check_labels, check_probabilities
 
 
 def cost_vs_abstain(probs, labels, cost_matrix=None, abstain_costs=None):

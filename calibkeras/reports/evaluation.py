@@ -2,14 +2,14 @@
 
 from sklearn.metrics import precision_recall_fscore_support
 
-from calibkeras._checks import (
+from calibkeras.calibration import SCORE_NAMES, calibration_errors, calibration_test
+from calibkeras.utils.checks import (
+    check_class_names,
     check_labels,
     check_positive_float,
     check_prior,
     check_probabilities,
 )
-from calibkeras.calibration import SCORE_NAMES, calibration_errors, calibration_test
-from calibkeras.reports._figures import check_class_names
 
 #: Keys of the consistency-resampling result kept in a summary.
 CALIBRATION_TEST_KEYS = ("ece", "ece_perfect_mean", "ece_perfect_p90", "p_value", "n_resamples")
@@ -91,9 +91,7 @@ def evaluation_summary(
     probs = check_probabilities(probs)
     num_samples, num_classes = probs.shape
     labels = check_labels(labels, num_classes, num_samples)
-    class_names = check_class_names(class_names, num_classes)
-    if len(set(class_names)) != num_classes:
-        raise ValueError(f"`class_names` must be distinct, got {class_names}")
+    class_names = list(check_class_names(class_names, num_classes))
     if prior_used is not None:
         prior_used = check_prior(prior_used, num_classes, name="prior_used").tolist()
     if temperature is not None:

@@ -5,7 +5,6 @@ import html
 import json
 from pathlib import Path
 
-from calibkeras._staging import check_output_dir, staged_directory
 from calibkeras.reports._figures import figure_to_png
 from calibkeras.reports.classwise_reliability import plot_classwise_reliability
 from calibkeras.reports.confusion_matrix import plot_confusion_matrix
@@ -13,6 +12,7 @@ from calibkeras.reports.cost_vs_abstain import plot_cost_vs_abstain
 from calibkeras.reports.evaluation import ece_sentence, metric_rows
 from calibkeras.reports.recall_by_class import plot_recall_by_class
 from calibkeras.reports.reliability_diagram import plot_reliability_diagram
+from calibkeras.utils.staging import check_output_dir, staged_directory
 
 #: Captions of the plots, by file name, in the order the HTML shows them.
 CAPTIONS = {

@@ -3,9 +3,9 @@
 import numpy as np
 from sklearn.metrics import recall_score
 
-from calibkeras._checks import check_labels, check_probabilities
 from calibkeras.calibration import calibration_errors
-from calibkeras.reports._figures import check_class_names, class_order, new_figure
+from calibkeras.reports._figures import class_order, new_figure
+from calibkeras.utils.checks import check_class_names, check_labels, check_probabilities
 
 
 def plot_recall_by_class(labels, probs_by_setting, class_names, class_counts=None):
@@ -45,7 +45,7 @@ def plot_recall_by_class(labels, probs_by_setting, class_names, class_counts=Non
         )
     num_samples, num_classes = shapes.pop()
     labels = check_labels(labels, num_classes, num_samples)
-    class_names = check_class_names(class_names, num_classes)
+    class_names = list(check_class_names(class_names, num_classes))
     order = class_order(class_counts, num_classes)
 
     figure = new_figure(min(max(6.0, 0.75 * num_classes + 2.5), 18), 4.6)

@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from calibkeras._checks import check_labels, check_probabilities
 from calibkeras.calibration import calibration_errors, reliability_curve
 from calibkeras.reports._figures import new_figure
 from calibkeras.reports.evaluation import format_p_value
+from calibkeras.utils.checks import check_labels, check_probabilities
 
 #: Labels of the bar containers on the reliability panel (tests and users find them by it).
 ACCURACY_LABEL = "accuracy in bin"

@@ -344,3 +344,34 @@ def check_abstain_cost(abstain_cost, name="abstain_cost"):
             f"`{name}` must be None or a non-negative finite number, got {_show(abstain_cost)}"
         )
     return value
+
+
+def check_class_names(class_names, num_classes=None, name="class_names"):
+    """Checks class names: a non-empty sequence of distinct names (``num_classes`` of them).
+
+    Returns:
+        tuple of str, or None when ``class_names`` is None.
+
+    Raises:
+        ValueError: naming ``name``: a plain string, empty, duplicates, or not
+            ``num_classes`` names.
+    """
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, bytes)):
+        raise ValueError(
+            f"`{name}` must be a sequence of names, got the string {_show(class_names)}"
+        )
+    names = tuple(str(class_name) for class_name in class_names)
+    if not names:
+        raise ValueError(f"`{name}` must not be empty; pass None to infer the classes")
+    if num_classes is not None and len(names) != num_classes:
+        raise ValueError(
+            f"`{name}` must have {num_classes} entries (one per column of the "
+            f"probabilities), got {len(names)}: {_show(list(names), 120)}"
+        )
+    duplicates = sorted({class_name for class_name in names if names.count(class_name) > 1})
+    if duplicates:
+        raise ValueError(f"`{name}` must be distinct, got duplicates: {_show(duplicates, 120)}")
+    return names
+

@@ -214,8 +214,3 @@ def staged_directory(path, overwrite=False, argument="output", layout=None):
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-def fspath(path):
-    """``os.fspath`` that also accepts None (returns None)."""
-    return None if path is None else os.fspath(path)
