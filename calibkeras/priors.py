@@ -53,10 +53,7 @@ def class_counts(labels, num_classes):
     >>> class_counts([0, 2, 2], num_classes=3)
     array([1, 0, 2])
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}")
-    if num_classes < 1:
-        raise ValueError(f"`num_classes` must be a positive integer, got {num_classes}")
+    num_classes = check_positive_int(num_classes, "num_classes")
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"`labels` must be 1-D, got shape {labels.shape}")

@@ -21,7 +21,13 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from calibkeras.utils.checks import check_choice, check_positive_int
+from calibkeras.utils.checks import (
+    check_choice,
+    check_fraction,
+    check_nonnegative_int,
+    check_positive_float,
+    check_positive_int,
+)
 
 #: The losses, samplings and strategies ``train`` knows (the command's choices).
 LOSSES = ("logit_adjusted", "crossentropy", "focal")
@@ -98,20 +104,11 @@ class TrainConfig:
     def __post_init__(self):
         check_positive_int(self.image_size, "image_size")
         check_positive_int(self.batch_size, "batch_size")
-        for name in ("epochs", "fine_tune_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}")
-        for name in ("val_fraction", "fine_tune_fraction"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                0 < value <= 1
-            ):
-                raise ValueError(f"`{name}` must be a number in (0, 1], got {value!r}")
-        if isinstance(self.learning_rate, bool) or not self.learning_rate > 0:
-            raise ValueError(
-                f"`learning_rate` must be a positive number, got {self.learning_rate!r}"
-            )
+        check_nonnegative_int(self.epochs, "epochs")
+        check_nonnegative_int(self.fine_tune_epochs, "fine_tune_epochs")
+        check_fraction(self.val_fraction, "val_fraction")
+        check_fraction(self.fine_tune_fraction, "fine_tune_fraction")
+        check_positive_float(self.learning_rate, "learning_rate")
         check_choice(self.loss, "loss", LOSSES)
         check_choice(self.sampling, "sampling", SAMPLINGS)
         check_choice(self.strategy, "strategy", STRATEGIES)

@@ -25,7 +25,7 @@ def test_train_config_defaults_are_the_commands():
         ("val_fraction", 0.0, r"`val_fraction` must be a number in \(0, 1\], got 0.0"),
         ("loss", "hinge", r"`loss` must be one of"),
         ("image_size", 0, r"`image_size` must be a positive integer"),
-        ("learning_rate", 0, r"`learning_rate` must be a positive number, got 0"),
+        ("learning_rate", 0, r"`learning_rate` must be a positive finite number, got 0"),
     ],
 )
 def test_train_config_refuses_bad_values_naming_the_field(field, value, message):

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from calibkeras.priors import prior_from_counts
+from calibkeras.utils.checks import check_choice
 
 SAMPLING_MODES = ("natural", "balanced")
 
@@ -28,12 +29,7 @@ def check_sampling(sampling):
     Raises:
         ValueError: for any other value.
     """
-    if sampling not in SAMPLING_MODES:
-        raise ValueError(
-            f"`sampling` must be one of {', '.join(repr(m) for m in SAMPLING_MODES)}, "
-            f"got {sampling!r}"
-        )
-    return sampling
+    return check_choice(sampling, "sampling", SAMPLING_MODES)
 
 
 def sampling_prior(counts, sampling):

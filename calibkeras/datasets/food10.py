@@ -4,6 +4,7 @@ import os
 
 from calibkeras.data.csv_dataset import UNSUPPORTED_OPTIONS, dataset_from_csv
 from calibkeras.data.loader_options import LoaderOptions, resolve_options
+from calibkeras.utils.checks import check_choice
 
 FOOD10_CLASS_NAMES = (
     "apple_pie",
@@ -52,10 +53,7 @@ def food10_csv(split):
     >>> os.path.basename(food10_csv("train"))
     'train_longtail.csv'
     """
-    if split not in FOOD10_SPLITS:
-        raise ValueError(
-            f"`split` must be one of {', '.join(repr(s) for s in FOOD10_SPLITS)}, got {split!r}"
-        )
+    check_choice(split, "split", tuple(FOOD10_SPLITS))
     return os.path.join(food10_dir(), FOOD10_SPLITS[split])
 
 

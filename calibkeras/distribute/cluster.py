@@ -10,9 +10,7 @@ import socket
 import time
 from collections.abc import Mapping
 
-import numpy as np
-
-from calibkeras.utils.checks import _show
+from calibkeras.utils.checks import _show, check_positive_float
 
 #: The TF_CONFIG cluster jobs MultiWorkerMirroredStrategy trains with.
 CLUSTER_JOBS = ("chief", "worker")
@@ -202,12 +200,7 @@ def wait_for_workers(tf_config, timeout_seconds=DEFAULT_TIMEOUT_SECONDS, poll_se
         OSError: when this task's own port is in use on this machine.
         TimeoutError: naming the tasks and addresses that did not come up.
     """
-    if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)) or (
-        not np.isfinite(timeout_seconds) or timeout_seconds <= 0
-    ):
-        raise ValueError(
-            f"`timeout_seconds` must be a positive number, got {_show(timeout_seconds, 120)}"
-        )
+    timeout_seconds = check_positive_float(timeout_seconds, "timeout_seconds")
     task = tf_config["task"]
     own_address = tf_config["cluster"][task["type"]][task["index"]]
     own_name = f"{task['type']} {task['index']}"

@@ -14,10 +14,10 @@ import tensorflow as tf
 
 from calibkeras.distribute.cluster import (
     DEFAULT_TIMEOUT_SECONDS,
-    _show,
     validate_tf_config,
     wait_for_workers,
 )
+from calibkeras.utils.checks import check_choice, check_positive_float
 
 #: The names :func:`make_strategy` accepts.
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -94,24 +94,14 @@ def make_strategy(
         ...     model.compile(...)
         >>> model.fit(train.dataset, epochs=5)
     """
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"`name` must be one of {', '.join(repr(s) for s in STRATEGIES)}, got {_show(name)}"
-        )
+    check_choice(name, "name", STRATEGIES)
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=devices)
     tf_config = validate_tf_config()
-    if collective_timeout_seconds is not None and (
-        isinstance(collective_timeout_seconds, bool)
-        or not isinstance(collective_timeout_seconds, (int, float))
-        or not collective_timeout_seconds > 0
-    ):
-        raise ValueError(
-            "`collective_timeout_seconds` must be None or a positive number, got "
-            f"{_show(collective_timeout_seconds)}"
-        )
+    if collective_timeout_seconds is not None:
+        check_positive_float(collective_timeout_seconds, "collective_timeout_seconds")
     wait_for_workers(tf_config, timeout_seconds)
     options = tf.distribute.experimental.CommunicationOptions(
         timeout_seconds=collective_timeout_seconds

@@ -14,7 +14,7 @@ from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
 from calibkeras.metrics import BalancedAccuracy
 from calibkeras.models.calibrated_classifier import check_calibrated_classifier
 from calibkeras.priors import prior_from_counts
-from calibkeras.utils.checks import check_choice, check_class_counts
+from calibkeras.utils.checks import check_choice, check_class_counts, check_fraction
 
 #: The training losses the recipe knows.
 LOSSES = ("logit_adjusted", "crossentropy", "focal")
@@ -110,8 +110,7 @@ def unfreeze_top(model, fraction=1.0):
     Returns:
         The number of backbone layers made trainable.
     """
-    if isinstance(fraction, bool) or not 0 < float(fraction) <= 1:
-        raise ValueError(f"`fraction` must be a number in (0, 1], got {fraction!r}")
+    check_fraction(fraction, "fraction")
     backbone = check_calibrated_classifier(model).backbone
     backbone.trainable = True
     layers = backbone.layers

@@ -44,10 +44,9 @@ def check_positive_float(value, name):
     """Returns ``value`` as a float, or raises if it is not a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"`{name}` must be a positive finite number, got {_show(value)}")
-    value = float(value)
-    if not np.isfinite(value) or value <= 0:
+    if not np.isfinite(float(value)) or value <= 0:
         raise ValueError(f"`{name}` must be a positive finite number, got {_show(value)}")
-    return value
+    return float(value)
 
 
 def check_nonnegative_int(value, name, meaning=""):
@@ -69,6 +68,13 @@ def check_nonnegative_float(value, name):
         or value < 0
     ):
         raise ValueError(f"`{name}` must be a finite number >= 0, got {_show(value)}")
+    return float(value)
+
+
+def check_fraction(value, name):
+    """Returns ``value`` as a float, or raises if it is not a number in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
+        raise ValueError(f"`{name}` must be a number in (0, 1], got {_show(value)}")
     return float(value)
 
 

@@ -128,6 +128,6 @@ def test_bundled_files_are_inside_the_package_and_match_package_data():
 
 def test_unknown_split():
     with pytest.raises(
-        ValueError, match="`split` must be one of 'train', 'val', 'test', got 'dev'"
+        ValueError, match="`split` must be one of 'train', 'val', 'test'; got 'dev'"
     ):
         load_food10("dev")

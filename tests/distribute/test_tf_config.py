@@ -100,11 +100,11 @@ def test_make_strategy_checks_tf_config_before_starting_anything(monkeypatch):
 
 def test_make_strategy_arguments(monkeypatch):
     with pytest.raises(ValueError, match="`name` must be one of 'default', 'mirrored', "
-                                         "'multi_worker', got 'tpu'"):
+                                         "'multi_worker'; got 'tpu'"):
         make_strategy("tpu")
     monkeypatch.setenv("TF_CONFIG", config())
-    with pytest.raises(ValueError, match="`collective_timeout_seconds` must be None or a "
-                                         "positive number, got -1"):
+    with pytest.raises(ValueError, match="`collective_timeout_seconds` must be a positive "
+                                         "finite number, got -1"):
         make_strategy("multi_worker", collective_timeout_seconds=-1)
 
 
@@ -195,7 +195,7 @@ def test_own_port_in_use_and_bad_timeout():
             wait_for_workers(tf_config, timeout_seconds=1)
     finally:
         busy.close()
-    with pytest.raises(ValueError, match="`timeout_seconds` must be a positive number, got 0"):
+    with pytest.raises(ValueError, match="`timeout_seconds` must be a positive finite number, got 0"):
         wait_for_workers(tf_config, timeout_seconds=0)
 
 

@@ -8,6 +8,8 @@ import os
 import keras
 from keras import layers
 
+from calibkeras.utils.checks import check_bool, check_positive_int
+
 # (kernel_size, repeats, filters_in, filters_out, expand_ratio, strides) per stage:
 # EfficientNet-B0's blocks, which Lite0 (width and depth 1.0) keeps unscaled.
 BLOCKS_ARGS = (
@@ -86,8 +88,7 @@ def _mbconv_block(x, filters_in, filters_out, kernel_size, strides, expand_ratio
 
 def _check_arguments(include_top, weights, input_shape, pooling, classes,
                      classifier_activation):
-    if not isinstance(include_top, bool):
-        raise ValueError(f"`include_top` must be True or False, got {include_top!r}")
+    check_bool(include_top, "include_top")
     if not (weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike))):
         raise ValueError(
             "`weights` must be 'imagenet', None or a path to a .weights.h5 file, "
@@ -107,8 +108,7 @@ def _check_arguments(include_top, weights, input_shape, pooling, classes,
             )
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max', got {pooling!r}")
-    if not (isinstance(classes, int) and not isinstance(classes, bool) and classes > 0):
-        raise ValueError(f"`classes` must be a positive integer, got {classes!r}")
+    check_positive_int(classes, "classes")
     if weights == "imagenet" and include_top and classes != NUM_IMAGENET_CLASSES:
         raise ValueError(
             f"`classes` must be {NUM_IMAGENET_CLASSES} with weights='imagenet' and "
