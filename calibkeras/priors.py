@@ -21,6 +21,18 @@ from calibkeras.utils.checks import (
     check_probabilities,
 )
 
+__all__ = [
+    "MIN_PRIOR",
+    "NAMED_PRIORS",
+    "PRIOR_ALIASES",
+    "PriorEstimate",
+    "adjust_to_prior",
+    "class_counts",
+    "estimate_prior",
+    "prior_from_counts",
+    "resolve_prior",
+]
+
 #: Estimated priors are floored at this value so every class stays possible.
 MIN_PRIOR = 1e-6
 

@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from calibkeras.data.sampling import SAMPLING_MODES as SAMPLINGS
+from calibkeras.distribute.strategies import STRATEGIES
+from calibkeras.models.training import LOSSES
 from calibkeras.utils.checks import (
     check_choice,
     check_fraction,
@@ -29,10 +32,25 @@ from calibkeras.utils.checks import (
     check_positive_int,
 )
 
-#: The losses, samplings and strategies ``train`` knows (the command's choices).
-LOSSES = ("logit_adjusted", "crossentropy", "focal")
-SAMPLINGS = ("natural", "balanced")
-STRATEGIES = ("default", "mirrored", "multi_worker")
+__all__ = [
+    "DEMO_SETTINGS",
+    "DEPLOYMENT_PRIORS",
+    "DemoResult",
+    "Evaluation",
+    "Prediction",
+    "TrainConfig",
+    "TrainResult",
+    "compare_on_test_set",
+    "demo",
+    "deployment_prior",
+    "evaluate",
+    "export",
+    "format_demo_rows",
+    "load_labelled_csv",
+    "predict",
+    "read_costs",
+    "train",
+]
 
 #: ``prior`` values of evaluate/predict/export besides a JSON file: "model" keeps the
 #: prior saved with the model; the others are calibkeras.priors.resolve_prior's.

@@ -31,7 +31,6 @@ __all__ = [
     "fit_calibrated",
     "imagenet_weights_path",
     "load_classifier",
-    "logits_model",
     "make_loss",
     "posterior_probabilities",
     "predict_balanced_logits",

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from calibkeras.data import decode_image, decode_images, decode_rgb, load_image
+from calibkeras.data import decode_image, load_image
+from calibkeras.data.preprocessing import decode_images, decode_rgb
 
 
 def encode(pixels, image_format, **kwargs):

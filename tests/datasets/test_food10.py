@@ -9,7 +9,8 @@ import tensorflow as tf
 from PIL import Image
 
 import calibkeras.datasets
-from calibkeras.data import decode_image, decode_images
+from calibkeras.data import decode_image
+from calibkeras.data.preprocessing import decode_images
 from calibkeras.datasets import FOOD10_CLASS_NAMES, food10_csv, food10_dir, load_food10
 
 SIZE = (32, 32)
