@@ -231,6 +231,14 @@ def estimate_prior(probs, train_prior, method="em", tol=1e-8, max_iter=1000):
     return PriorEstimate(prior, _reweight(probs, train_prior, prior), n_iter, converged)
 
 
+def no_training_prior(prior, name="prior"):
+    """The error for a prior that needs the training class counts when none are known."""
+    return ValueError(
+        f"`{name}` {prior!r} needs the training class counts, and none are known: "
+        "pass `class_counts=` (to build_classifier or PriorShift)"
+    )
+
+
 def resolve_prior(
     prior, *, num_classes, class_names=None, training_prior=None, labels=None, probs=None,
     name="prior",
@@ -270,10 +278,7 @@ def resolve_prior(
         if named == "uniform":
             return np.full(num_classes, 1.0 / num_classes)
         if named in ("training", "estimate") and training_prior is None:
-            raise ValueError(
-                f"`{name}` {prior!r} needs the training class counts, and none are known: "
-                "pass `class_counts=` (to build_classifier or PriorShift)"
-            )
+            raise no_training_prior(prior, name)
         if named == "training":
             return check_prior(training_prior, num_classes, name="training_prior")
         if named == "labels":

@@ -33,9 +33,9 @@ def calibrate_temperature(model, validation_data, prior=None, batch_size=32):
         ValueError: if ``validation_data`` is a ``LabeledDataset`` whose class list
             is not the model's, in the same order.
     """
-    return check_calibrated_classifier(model).calibrate(
-        validation_data, prior=prior, batch_size=batch_size
-    )
+    model = check_calibrated_classifier(model)
+    check_data_classes(model, validation_data, "validation_data")
+    return model.calibrate(validation_data, prior=prior, batch_size=batch_size)
 
 
 class TemperatureCalibration(keras.callbacks.Callback):

@@ -5,7 +5,7 @@ from calibkeras.models.calibrated_classifier import CalibratedClassifier
 from calibkeras.models.classifier import (
     build_classifier,
     load_classifier,
-    logits_model,
+    logits_model,  # noqa: F401  (deprecated; not in __all__)
     probabilities_model,
 )
 from calibkeras.models.efficientnet_lite0 import EfficientNetLite0, imagenet_weights_path

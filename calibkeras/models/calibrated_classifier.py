@@ -1,12 +1,14 @@
 """CalibratedClassifier: backbone -> balanced logits -> temperature -> prior shift."""
 
+import copy
+
 import keras
 import numpy as np
 from keras import ops
 
 from calibkeras.layers import PriorShift, TemperatureScaling
 from calibkeras.layers.prior_shift import check_data_classes
-from calibkeras.priors import resolve_prior
+from calibkeras.priors import no_training_prior, resolve_prior
 from calibkeras.utils.checks import check_positive_int
 
 
@@ -162,17 +164,19 @@ class CalibratedClassifier(keras.Model):
         calibrated posteriors of ``logits`` (balanced logits) under the training prior;
         ``"labels"`` counts ``labels``; see :func:`calibkeras.priors.resolve_prior`.
         """
+        training = self.prior_shift.training_prior
         probs = None
         if isinstance(prior, str) and prior == "estimate" and logits is not None:
-            training = resolve_prior("training", num_classes=self.num_classes,
-                                     training_prior=self.prior_shift.training_prior,
-                                     name=name)
+            self._check_training_prior(prior, name)
             probs = self.probabilities(logits, training)
         return resolve_prior(
             prior, num_classes=self.num_classes, class_names=self.class_names,
-            training_prior=self.prior_shift.training_prior, labels=labels, probs=probs,
-            name=name,
+            training_prior=training, labels=labels, probs=probs, name=name,
         )
+
+    def _check_training_prior(self, prior, name):
+        if self.prior_shift.training_prior is None:
+            raise no_training_prior(prior, name)
 
     def probabilities(self, logits, prior=None, *, calibrated=True):
         """``softmax(f / T + log(prior))`` of balanced logits, as float64 NumPy.
@@ -202,14 +206,21 @@ class CalibratedClassifier(keras.Model):
             prior: ``"uniform"``, ``"training"``, ``"estimate"`` (EM on ``data``,
                 labels not needed), ``"labels"`` (the label frequencies of ``data``),
                 ``{class name: probability}`` or ``K`` probabilities.
-            data: images for ``"estimate"`` and ``"labels"``, as for
-                :meth:`predict_balanced_logits`.
+            data: for ``"estimate"`` images, with or without labels (an array, a
+                ``tf.data.Dataset`` of batches, a ``LabeledDataset``); for ``"labels"``
+                labelled data, as for :meth:`predict_balanced_logits`.
         """
         logits = labels = None
         if isinstance(prior, str) and prior in ("estimate", "labels", "validation"):
             if data is None:
                 raise ValueError(f"`prior` {prior!r} needs `data`: the images to use")
-            logits, labels = self.predict_balanced_logits(data)
+            if prior == "estimate":
+                from calibkeras.utils.batches import predict_inputs
+
+                self._check_training_prior(prior, "prior")
+                logits = predict_inputs(self.balanced_logits_model(), data)
+            else:
+                _, labels = self.predict_balanced_logits(data)
         vector = self.resolve_prior(prior, logits=logits, labels=labels)
         self.prior_shift.set_prior(vector)
         return vector
@@ -257,7 +268,7 @@ class CalibratedClassifier(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
 

@@ -1,4 +1,4 @@
-"""Iterating labelled data in batches, whatever form the user passed it in."""
+"""Iterating (labelled) data in batches, whatever form the user passed it in."""
 
 import keras
 import numpy as np
@@ -45,6 +45,54 @@ def label_ids(y):
     return y.reshape(-1).astype(np.int64)
 
 
+def iterate_inputs(data, batch_size=32):
+    """Yields input batches ``x`` from data with or without labels.
+
+    Args:
+        data: an array (batched here by ``batch_size``), a tuple whose first entry is
+            one, a ``tf.data.Dataset`` (or iterable) of ``x`` or ``(x, ...)`` batches,
+            or an object with a ``dataset`` attribute holding such a dataset.
+        batch_size: batch size for array input.
+    """
+    data = getattr(data, "dataset", data)
+    if isinstance(data, (tuple, list)):
+        data = data[0]
+    if isinstance(data, np.ndarray) or ops.is_tensor(data):
+        array = np.asarray(ops.convert_to_numpy(data))
+        for start in range(0, len(array), batch_size):
+            yield array[start : start + batch_size]
+        return
+    for batch in data:
+        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def predict_inputs(predict_on_batch, data, batch_size=32, progress=False):
+    """Runs a model over data with or without labels; returns the outputs, in order.
+
+    As :func:`predict_with_labels`, for :func:`iterate_inputs` data.
+    """
+    predict_on_batch = _batched(predict_on_batch)
+    bar = keras.utils.Progbar(getattr(data, "num_examples", None), unit_name="image") \
+        if progress else None
+    outputs = []
+    for x in iterate_inputs(data, batch_size):
+        outputs.append(np.asarray(ops.convert_to_numpy(predict_on_batch(x))))
+        if bar is not None:
+            bar.add(len(outputs[-1]))
+    if not outputs:
+        raise ValueError("the data yielded no batches; pass a non-empty dataset")
+    return np.concatenate(outputs)
+
+
+def _batched(predict_on_batch):
+    """A Keras model as a replica-correct batch function; other callables as they are."""
+    if isinstance(predict_on_batch, keras.Model):
+        from calibkeras.distribute import batch_predictor
+
+        return batch_predictor(predict_on_batch)
+    return predict_on_batch
+
+
 def predict_with_labels(predict_on_batch, data, batch_size=32, progress=False):
     """Runs a model over labelled data; returns ``(outputs, labels)`` arrays.
 
@@ -56,10 +104,7 @@ def predict_with_labels(predict_on_batch, data, batch_size=32, progress=False):
     for a shuffled dataset. With ``progress=True`` a Keras progress bar counts the
     samples.
     """
-    if isinstance(predict_on_batch, keras.Model):
-        from calibkeras.distribute import batch_predictor
-
-        predict_on_batch = batch_predictor(predict_on_batch)
+    predict_on_batch = _batched(predict_on_batch)
     total = getattr(data, "num_examples", None)
     bar = keras.utils.Progbar(total, unit_name="image") if progress else None
     outputs, labels = [], []

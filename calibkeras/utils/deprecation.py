@@ -13,7 +13,8 @@ def deprecated_names(module_name, moved):
             when the old name is used.
 
     Example:
-        >>> __getattr__ = deprecated_names(__name__, {"decode_rgb": "calibkeras.data.preprocessing:decode_rgb"})
+        >>> __getattr__ = deprecated_names(
+        ...     __name__, {"decode_rgb": "calibkeras.data.preprocessing:decode_rgb"})
     """
 
     def __getattr__(name):

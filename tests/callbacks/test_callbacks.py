@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from scipy.special import softmax
+from tiny_models import tiny_classifier
 
 from calibkeras.calibration import calibration_errors, fit_temperature
 from calibkeras.callbacks import CalibrationMonitor, TemperatureCalibration, calibrate_temperature
 from calibkeras.data import LabeledDataset
-from calibkeras.layers import PriorShift, TemperatureScaling
 from calibkeras.losses import LogitAdjustedCrossentropy
 
 
@@ -20,13 +20,9 @@ def data():
     return x[:600], labels[:600], x[600:], labels[600:]
 
 
-def make_model(counts):
-    inputs = keras.Input((6,))
-    logits = keras.layers.Dense(3, name="logits")(inputs)
-    scaled = TemperatureScaling(name="temperature")(logits)
-    outputs = PriorShift(class_counts=counts, name="prior_shift")(scaled)
-    model = keras.Model(inputs, outputs)
-    model.get_layer("temperature").trainable = False
+def make_model(counts, class_names=None):
+    """A linear CalibratedClassifier of the 6 features (uniform prior, T not trained)."""
+    model = tiny_classifier(input_shape=(6,), class_counts=counts, class_names=class_names)
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=LogitAdjustedCrossentropy(counts))
     return model
 
@@ -72,10 +68,10 @@ def test_temperature_calibration_fits_exact_optimum_under_training_prior(data):
     model = make_model(counts)
     callback = TemperatureCalibration((x_val, y_val))
     model.fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[callback])
-    balanced = keras.Model(model.inputs, model.get_layer("logits").output).predict(x_val, verbose=0)
+    balanced = model.balanced_logits_model().predict(x_val, verbose=0)
     expected = fit_temperature(balanced, y_val, prior=counts / counts.sum())
     assert callback.temperature == pytest.approx(expected, rel=1e-6)
-    assert model.get_layer("temperature").temperature == pytest.approx(expected, rel=1e-5)
+    assert model.temperature == pytest.approx(expected, rel=1e-5)
 
 
 def test_recipe_keeps_argmax(data):
@@ -88,20 +84,51 @@ def test_recipe_keeps_argmax(data):
     np.testing.assert_array_equal(model.predict(x_val, verbose=0).argmax(1), before)
 
 
-def test_needs_one_temperature_layer(data):
+NOT_A_CALIBRATED_CLASSIFIER = (
+    r"`model` must be a calibkeras CalibratedClassifier \(from build_classifier or "
+    r"load_classifier\), got Functional 'plain'; a model saved by calibkeras 0.1 becomes one "
+    r"with load_classifier\(path\) or CalibratedClassifier.from_functional\(model\)"
+)
+
+
+def test_needs_a_calibrated_classifier(data):
     x, y, x_val, y_val = data
     inputs = keras.Input((6,))
-    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-    with pytest.raises(ValueError, match=r"exactly one TemperatureScaling layer"):
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs), name="plain")
+    with pytest.raises(ValueError, match=NOT_A_CALIBRATED_CLASSIFIER):
         calibrate_temperature(model, (x_val, y_val))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    kernel = model.layers[-1].kernel.numpy()
+    with pytest.raises(ValueError, match=NOT_A_CALIBRATED_CLASSIFIER):  # before any step
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[TemperatureCalibration((x_val, y_val))])
+    np.testing.assert_array_equal(model.layers[-1].kernel.numpy(), kernel)
 
 
-def test_bad_prior_argument(data):
+def test_prior_argument(data):
     x, y, x_val, y_val = data
-    model = make_model(np.bincount(y, minlength=3))
-    with pytest.raises(ValueError, match=r"`prior` must be None, 'validation', 'uniform'"):
-        calibrate_temperature(model, (x_val, y_val), prior="train")
-    with pytest.raises(ValueError, match=r"classes \[2\] have no examples"):
+    counts = np.bincount(y, minlength=3)
+    model = make_model(counts)
+    model.fit(x, y, epochs=2, verbose=0)
+    balanced = model.balanced_logits_model().predict(x_val, verbose=0)
+    for prior, expected_prior in (
+        (None, counts / counts.sum()),  # the training prior
+        ("train", counts / counts.sum()),
+        ("uniform", np.full(3, 1 / 3)),
+        ("validation", np.bincount(y_val, minlength=3) / len(y_val)),
+        ({"0": 0.2, "1": 0.3, "2": 0.5}, np.array([0.2, 0.3, 0.5])),  # the default names
+    ):
+        temperature = calibrate_temperature(model, (x_val, y_val), prior=prior)
+        expected = fit_temperature(balanced, y_val, prior=expected_prior)
+        assert temperature == pytest.approx(expected, rel=1e-6), prior
+    with pytest.raises(
+        ValueError,
+        match=r"`prior` must be one of 'uniform', 'training', 'labels', 'estimate' \(or "
+              r"'train', 'validation'\), a mapping from class name to probability, or 3 "
+              r"probabilities; got 'balanced'",
+    ):
+        calibrate_temperature(model, (x_val, y_val), prior="balanced")
+    with pytest.raises(ValueError, match=r"`prior` 'validation' needs every class in the "
+                                         r"labelled data; classes \[2\] have no examples"):
         keep = y_val != 2
         calibrate_temperature(model, (x_val[keep], y_val[keep]), prior="validation")
 
@@ -125,13 +152,7 @@ def _labeled(x, y, class_names):
 
 
 def _named_model(counts):
-    inputs = keras.Input((6,))
-    scaled = TemperatureScaling(name="temperature")(keras.layers.Dense(3, name="logits")(inputs))
-    shift = PriorShift(class_counts=counts, class_names=NAMES, name="prior_shift")
-    model = keras.Model(inputs, shift(scaled))
-    model.get_layer("temperature").trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=LogitAdjustedCrossentropy(counts))
-    return model
+    return make_model(counts, class_names=NAMES)
 
 
 NAMES = ("cake", "soda", "soup")
@@ -145,9 +166,9 @@ def test_calibrate_temperature_refuses_data_with_other_classes(data):
     model.fit(x, y, epochs=3, batch_size=64, verbose=0)
     with pytest.raises(ValueError, match=REORDERED):
         calibrate_temperature(model, _labeled(x_val, y_val, ("soda", "cake", "soup")))
-    assert model.get_layer("temperature").temperature == 1.0  # not fitted
+    assert model.temperature == 1.0  # not fitted
     temperature = calibrate_temperature(model, _labeled(x_val, y_val, NAMES))
-    assert model.get_layer("temperature").temperature == pytest.approx(temperature)
+    assert model.temperature == pytest.approx(temperature)
     assert 0.1 < temperature < 10
 
 
@@ -155,8 +176,8 @@ def test_calibrate_temperature_refuses_data_with_other_classes(data):
 def test_callbacks_refuse_data_with_other_classes_before_training(data, callback):
     x, y, x_val, y_val = data
     model = _named_model(np.bincount(y, minlength=3))
-    kernel = model.get_layer("logits").kernel.numpy()
+    kernel = model.head.kernel.numpy()
     with pytest.raises(ValueError, match=REORDERED):
         model.fit(x, y, epochs=1, verbose=0,
                   callbacks=[callback(_labeled(x_val, y_val, ("soda", "cake", "soup")))])
-    np.testing.assert_array_equal(model.get_layer("logits").kernel.numpy(), kernel)
+    np.testing.assert_array_equal(model.head.kernel.numpy(), kernel)

@@ -2,14 +2,11 @@
 
 from types import SimpleNamespace
 
-import keras
 import numpy as np
 import pytest
-from empty_batch_guard import RefuseEmptyBatch
+from tiny_models import tiny_classifier
 
 from calibkeras.export import ServingSession, export_saved_model
-from calibkeras.layers.prior_shift import PriorShift
-from calibkeras.layers.temperature_scaling import TemperatureScaling
 
 CLASS_NAMES = ["food", "drink", "dessert"]
 CLASS_COUNTS = [60, 30, 10]
@@ -23,30 +20,19 @@ ABSTAIN_COST = 0.7
 
 def _build_classifier(seed=0, temperature=1.7, image_size=IMAGE_SIZE,
                       class_names=CLASS_NAMES, class_counts=CLASS_COUNTS):
-    """Input -> RefuseEmptyBatch -> Rescaling -> Conv2D -> GAP -> Dense "logits" ->
-    temperature -> prior shift.
+    """A CalibratedClassifier: RefuseEmptyBatch -> Rescaling -> Conv2D -> pooling ->
+    head "logits" (normal kernel of spread 4: confident, varied classes) -> temperature
+    -> training prior.
 
-    Seeded initialisers, so two calls with one seed give the same weights.
+    Seeded, so two calls with one seed give the same weights.
     """
-    inputs = keras.Input((*image_size, 3))
-    # Fails on an empty batch on every CPU, as oneDNN does on AVX-512 ones.
-    x = RefuseEmptyBatch()(inputs)
-    x = keras.layers.Rescaling(1 / 255)(x)
-    x = keras.layers.Conv2D(
-        4, 3, kernel_initializer=keras.initializers.GlorotUniform(seed=seed)
-    )(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(
-        len(class_names), name="logits",
-        kernel_initializer=keras.initializers.RandomNormal(stddev=4.0, seed=seed + 1),
-        bias_initializer=keras.initializers.RandomNormal(stddev=0.5, seed=seed + 2),
-    )(x)
-    x = TemperatureScaling(initial_temperature=temperature, name="temperature")(x)
-    outputs = PriorShift(
-        prior="training", class_counts=class_counts, class_names=class_names,
-        name="prior_shift",
-    )(x)
-    return keras.Model(inputs, outputs, name="tiny_classifier")
+    # RefuseEmptyBatch fails on an empty batch on every CPU, as oneDNN does on AVX-512.
+    return tiny_classifier(
+        input_shape=(*image_size, 3), num_classes=len(class_names),
+        class_counts=class_counts, class_names=class_names, prior="training", seed=seed,
+        guard=True, head_kernel_stddev=4.0, head_bias_stddev=0.5, temperature=temperature,
+        name="tiny_classifier",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -95,11 +81,11 @@ def serving(exported):
 @pytest.fixture(scope="session")
 def references(classifier, sample_images):
     """Keras outputs on the sample images: probabilities and temperature-scaled logits."""
-    scaled_model = keras.Model(classifier.input, classifier.get_layer("temperature").output)
     logits = np.asarray(classifier(sample_images, training=False), dtype=np.float64)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    scaled = classifier.calibration(classifier.balanced_logits(sample_images))
     return {
         "probs": probs / probs.sum(axis=1, keepdims=True),
-        "scaled_logits": np.asarray(scaled_model(sample_images, training=False)),
-        "log_prior": np.asarray(classifier.get_layer("prior_shift").log_prior),
+        "scaled_logits": np.asarray(scaled),
+        "log_prior": np.asarray(classifier.prior_shift.log_prior),
     }

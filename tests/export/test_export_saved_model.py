@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_models import tiny_classifier
 
 from calibkeras.calibration import adjust_to_prior, estimate_prior
 from calibkeras.data.preprocessing import decode_images
@@ -167,10 +168,10 @@ def test_decide_with_costs_and_the_model_prior_reproduces_the_model(serving, sam
 def test_default_costs_are_zero_one_and_prior_option_leaves_the_model_alone(
     tiny, classifier, sample_images, references, tmp_path
 ):
-    before = classifier.get_layer("prior_shift").prior.copy()
+    before = classifier.prior_shift.prior.copy()
     path = export_saved_model(classifier, tmp_path / "m", version=3, prior="uniform")
     assert path == os.fspath(tmp_path / "m" / "3")
-    np.testing.assert_array_equal(classifier.get_layer("prior_shift").prior, before)
+    np.testing.assert_array_equal(classifier.prior_shift.prior, before)
     probs = softmax(references["scaled_logits"] + np.log(1 / 3))  # uniform prior
     with ServingSession(path) as session:
         decide = session.run("decide", images=sample_images)
@@ -208,7 +209,7 @@ def test_prior_shift_set_from_estimate_prior_changes_decide(
     )
     assert np.abs(estimate.prior - true_prior).sum() < 0.05
     model = tiny.build_classifier()  # same weights as the shared classifier, its own PriorShift
-    model.get_layer("prior_shift").set_prior(estimate.prior)
+    model.set_prior(estimate.prior)
     costs = {"cost_matrix": tiny.cost_matrix, "abstain_cost": tiny.abstain_cost}
     path = export_saved_model(model, tmp_path / "m", version=1, **costs)
     # The same prior through the `prior=` argument, with the unchanged shared model.
@@ -244,7 +245,15 @@ def test_prior_shift_set_from_estimate_prior_changes_decide(
         ({"prior": [0.5, 0.6, 0.1]}, ValueError, r"`prior` must sum to 1, got sum 1.2"),
         ({"prior": [0.5, 0.5]}, ValueError, r"`prior` must have 3 entries"),
         ({"prior": [0.5, 0.5, 0.0]}, ValueError, r"every entry of `prior` must be a positive"),
-        ({"prior": "balanced"}, ValueError, r"`prior` must be 'uniform', 'training'"),
+        ({"prior": "balanced"}, ValueError,
+         r"`prior` must be one of 'uniform', 'training', 'labels', 'estimate' \(or 'train', "
+         r"'validation'\), a mapping from class name to probability, or 3 probabilities; "
+         r"got 'balanced'"),
+        ({"prior": "estimate"}, ValueError, r"`prior` 'estimate' needs images to estimate it"),
+        ({"prior": "labels"}, ValueError, r"`prior` 'labels' needs labelled data"),
+        ({"prior": {"food": 0.5, "drink": 0.3, "cake": 0.2}}, ValueError,
+         r"`prior` names unknown classes \['cake'\] and misses \['dessert'\]; the classes "
+         r"are \['food', 'drink', 'dessert'\]"),
         ({"version": 0}, ValueError, r"`version` must be a positive integer, got 0"),
         ({"version": "1"}, ValueError, r"`version` must be a positive integer, got '1'"),
         ({"action_names": ["a", "b"]}, ValueError, r"`action_names` must have 3 entries"),
@@ -256,30 +265,48 @@ def test_bad_export_arguments_write_nothing(classifier, tmp_path, kwargs, error,
     assert not (tmp_path / "m").exists()
 
 
-def _plain_model(with_temperature):
+def test_prior_by_class_name_is_resolved_for_the_export_only(tiny, classifier):
+    before = classifier.prior_shift.prior.copy()
+    log_prior = saved_model_module._deployment_log_prior(
+        classifier, {"dessert": 0.1, "food": 0.6, "drink": 0.3}
+    )
+    np.testing.assert_allclose(log_prior, np.log([0.6, 0.3, 0.1]), rtol=1e-6)
+    np.testing.assert_allclose(saved_model_module._deployment_log_prior(classifier, "train"),
+                               np.log(np.array(tiny.class_counts) / 100), rtol=1e-6)
+    np.testing.assert_array_equal(classifier.prior_shift.prior, before)
+
+
+CALIBRATED_CLASSIFIER_ONLY = (
+    r"`model` must be a calibkeras CalibratedClassifier \(from build_classifier or "
+    r"load_classifier\), got Functional 'plain'; a model saved by calibkeras 0.1 becomes one "
+    r"with load_classifier\(path\) or CalibratedClassifier.from_functional\(model\)"
+)
+
+
+def _hand_made_0_1_layout():
+    """A plain functional model with the 0.1 layers: no longer taken as it is."""
     from calibkeras.layers.prior_shift import PriorShift
     from calibkeras.layers.temperature_scaling import TemperatureScaling
 
     inputs = keras.Input((8, 8, 3))
-    x = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inputs))
-    if with_temperature:
-        x = PriorShift(num_classes=3)(TemperatureScaling()(x))
-    else:
-        x = PriorShift(num_classes=3)(x)
-    return keras.Model(inputs, x)
+    x = keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling2D()(inputs))
+    x = PriorShift(num_classes=3, name="prior_shift")(TemperatureScaling(name="temperature")(x))
+    return keras.Model(inputs, x, name="plain")
 
 
 def test_models_outside_the_contract_are_rejected(tmp_path):
     inputs = keras.Input((8, 8, 3))
-    plain = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
-    with pytest.raises(ValueError, match=r"output of a calibkeras PriorShift layer .* Dense"):
-        export_saved_model(plain, tmp_path / "m")
-    with pytest.raises(ValueError, match=r"must be the output of a calibkeras TemperatureScaling"):
-        export_saved_model(_plain_model(with_temperature=False), tmp_path / "m")
-    flexible = keras.Input((None, None, 3))
-    model = keras.Model(flexible, keras.layers.GlobalAveragePooling2D()(flexible))
-    with pytest.raises(ValueError, match=r"fixed height and width, got \(None, None, None, 3\)"):
-        export_saved_model(model, tmp_path / "m")
+    plain = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)),
+                        name="plain")
+    for model in (plain, _hand_made_0_1_layout()):
+        with pytest.raises(ValueError, match=CALIBRATED_CLASSIFIER_ONLY):
+            export_saved_model(model, tmp_path / "m")
+    # A CalibratedClassifier of 1-D features is no image classifier: TF Serving's
+    # signatures take images.
+    features = tiny_classifier(input_shape=(6,), temperature=1.5, name="features")
+    with pytest.raises(ValueError, match=r"'features' takes inputs of shape \(6,\), not RGB "
+                                         r"images \(height, width, 3\)"):
+        export_saved_model(features, tmp_path / "m")
     assert not (tmp_path / "m").exists()
 
 

@@ -1,5 +1,6 @@
 import shutil
 
+import keras
 import numpy as np
 import pytest
 
@@ -31,7 +32,7 @@ def test_verify_without_a_model_checks_the_signatures_against_each_other(exporte
 
 def test_a_changed_model_fails_with_a_list_of_failures(exported, tiny):
     model = tiny.build_classifier()  # same weights as the exported one ...
-    model.get_layer("temperature").set_temperature(0.4)  # ... but another temperature
+    model.calibration.set_temperature(0.4)  # ... but another temperature
     with pytest.raises(SavedModelVerificationError) as info:
         verify_saved_model(exported, model)
     message = str(info.value)
@@ -62,3 +63,13 @@ def test_missing_export_and_bad_sample_images(exported, tmp_path):
         verify_saved_model(tmp_path / "missing")
     with pytest.raises(ValueError, match=r"`sample_images` must have shape \(N, 16, 16, 3\)"):
         verify_saved_model(exported, sample_images=np.zeros((2, 8, 8, 3)))
+
+
+def test_a_model_that_is_no_calibrated_classifier_is_refused_naming_the_fix(exported):
+    inputs = keras.Input((16, 16, 3))
+    plain = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)),
+                        name="plain")
+    with pytest.raises(ValueError, match=r"`model` must be a calibkeras CalibratedClassifier "
+                                         r"\(from build_classifier or load_classifier\), got "
+                                         r"Functional 'plain'; .*load_classifier\(path\)"):
+        verify_saved_model(exported, plain, num_samples=2)

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from tiny_models import tiny_classifier
 
 from calibkeras.layers import PriorShift
 from calibkeras.layers.prior_shift import check_data_classes
@@ -57,7 +58,7 @@ def test_round_trip_keeps_current_prior_and_names(tmp_path):
         ({"prior": [0.6, 0.6]}, r"`prior` must sum to 1"),
         ({"class_counts": [3, 0, 1]}, r"every entry of `class_counts` must be a positive count"),
         ({"prior": "training", "num_classes": 3}, r"'training' needs the training class counts"),
-        ({"prior": "balanced", "num_classes": 3}, r"`prior` must be 'uniform', 'training'"),
+        ({"prior": "balanced", "num_classes": 3}, r"`prior` must be one of 'uniform', 'training'"),
         ({"class_counts": [1, 2, 3], "num_classes": 4}, r"disagree on the number of classes"),
         ({}, r"needs the number of classes"),
         ({"num_classes": 0}, r"`num_classes` must be a positive integer, got 0"),
@@ -87,15 +88,23 @@ class _Named:
 
 
 def _model(class_names=None, num_classes=3):
-    inputs = keras.Input((4,))
-    shift = PriorShift(num_classes=num_classes, class_names=class_names, name="prior_shift")
-    return keras.Model(inputs, shift(keras.layers.Dense(num_classes)(inputs)))
+    return tiny_classifier(input_shape=(4,), num_classes=num_classes, class_names=class_names)
 
 
 def test_data_classes_that_match_pass():
     check_data_classes(_model(["cat", "dog", "eel"]), _Named(["cat", "dog", "eel"]), "data")
     check_data_classes(_model(["cat", "dog", "eel"]), object(), "data")  # no names: nothing
     check_data_classes(_model(None), _Named(["a", "b", "c"]), "data")  # model without names
+
+
+def test_a_model_that_is_no_calibrated_classifier_is_not_compared():
+    # The check reads `model.prior_shift`; a plain functional model has none, even with a
+    # PriorShift layer inside (such models are refused where a CalibratedClassifier is
+    # needed, with their own message).
+    inputs = keras.Input((4,))
+    shift = PriorShift(num_classes=3, class_names=["cat", "dog", "eel"], name="prior_shift")
+    plain = keras.Model(inputs, shift(keras.layers.Dense(3)(inputs)))
+    check_data_classes(plain, _Named(["fox", "dog"]), "data")
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,10 @@ def test_outputs_are_balanced_logits_plus_log_prior(toy_data):
     model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
     model.get_layer("temperature").set_temperature(2.0)
     model.get_layer("prior_shift").set_prior("training")
-    balanced = logits_model(model).predict(images[:8], verbose=0)
+    balanced = model.balanced_logits_model().predict(images[:8], verbose=0)
+    with pytest.deprecated_call(match=r"use model.balanced_logits_model\(\)"):
+        np.testing.assert_array_equal(logits_model(model).predict(images[:8], verbose=0),
+                                      balanced)
     expected = balanced / 2.0 + np.log(counts / counts.sum())
     np.testing.assert_allclose(model.predict(images[:8], verbose=0), expected, atol=1e-5)
 
