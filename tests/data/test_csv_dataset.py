@@ -312,7 +312,7 @@ def test_missing_image_root(image_table, tmp_path):
     [
         (
             {"sampling": "oversample"},
-            "`sampling` must be one of 'natural', 'balanced', got 'oversample'",
+            "`sampling` must be one of 'natural', 'balanced'; got 'oversample'",
         ),
         ({"on_bad_image": "ignore"}, "`on_bad_image` must be 'raise' or 'skip', got 'ignore'"),
         ({"batch_size": 0}, "`batch_size` must be a positive integer, got 0"),

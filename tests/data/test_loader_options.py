@@ -63,7 +63,7 @@ def test_docstring_example_runs():
         ("seed", 1.5, "`seed` must be an integer or None, got 1.5"),
         ("seed", True, "`seed` must be an integer or None, got True"),
         ("augment", 1, "`augment` must be True or False, got 1"),
-        ("sampling", "oversample", "`sampling` must be one of 'natural', 'balanced', got 'ov"),
+        ("sampling", "oversample", "`sampling` must be one of 'natural', 'balanced'; got 'ov"),
         ("cache", 3, r"`cache` must be False, True \(in memory\) or a file path prefix, got 3"),
         ("cache", "", "`cache` must be False, True"),
         ("drop_remainder", None, "`drop_remainder` must be True or False, got None"),

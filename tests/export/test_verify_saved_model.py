@@ -4,12 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from calibkeras.export import (
-    SIGNATURE_NAMES,
-    SavedModelVerificationError,
-    find_version_dir,
-    verify_saved_model,
-)
+from calibkeras.export import SIGNATURE_NAMES, SavedModelVerificationError, verify_saved_model
+from calibkeras.export.serving_session import find_version_dir
 
 
 def test_verify_against_the_keras_model(exported, classifier, sample_images):
