@@ -8,7 +8,7 @@ from calibkeras.calibration.decisions import (
     realized_cost,
 )
 from calibkeras.calibration.errors import SCORE_NAMES, calibration_errors
-from calibkeras.calibration.reliability import reliability_curve
+from calibkeras.calibration.reliability import classwise_reliability_curve, reliability_curve
 from calibkeras.calibration.temperature import fit_temperature
 from calibkeras.priors import PriorEstimate, adjust_to_prior, estimate_prior
 
@@ -20,6 +20,7 @@ __all__ = [
     "bayes_decisions",
     "calibration_errors",
     "calibration_test",
+    "classwise_reliability_curve",
     "estimate_prior",
     "expected_cost",
     "fit_temperature",

@@ -1,4 +1,4 @@
-"""Reliability curve: what a reliability diagram draws."""
+"""Reliability curves, top-label and classwise: what the reliability diagrams draw."""
 
 import numpy as np
 from keras import ops
@@ -32,17 +32,58 @@ def reliability_curve(probs, labels, num_bins=15):
     labels = check_labels(labels, probs.shape[1], probs.shape[0])
     num_bins = check_positive_int(num_bins, "num_bins")
     confidence, correct = functional.top_label_outcomes(labels, probs)
-    counts, confidence_sums, correct_sums = (
-        ops.convert_to_numpy(x)[0] for x in functional.bin_statistics(confidence, correct, num_bins)
-    )
+    curve = _curve(functional.bin_statistics(confidence, correct, num_bins), num_bins,
+                   "accuracy")
+    return {key: value if key.startswith("bin_") else value[0] for key, value in curve.items()}
+
+
+def _curve(bins, num_bins, outcome_name):
+    """Bin edges, mean confidence, mean outcome and count of ``bin_statistics`` output."""
+    counts, confidence_sums, outcome_sums = (ops.convert_to_numpy(x) for x in bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_confidence = np.where(counts > 0, confidence_sums / counts, np.nan)
-        accuracy = np.where(counts > 0, correct_sums / counts, np.nan)
+        confidence = np.where(counts > 0, confidence_sums / counts, np.nan)
+        outcome = np.where(counts > 0, outcome_sums / counts, np.nan)
     edges = np.linspace(0.0, 1.0, num_bins + 1)
     return {
         "bin_lower": edges[:-1],
         "bin_upper": edges[1:],
-        "confidence": mean_confidence,
-        "accuracy": accuracy,
-        "count": counts.astype(np.int64),
+        "confidence": confidence,
+        outcome_name: outcome,
+        "count": np.rint(counts).astype(np.int64),
     }
+
+
+def classwise_reliability_curve(probs, labels, num_bins=10):
+    """Per-class binned points of ``p_k`` against the event ``y = k`` (one-vs-rest).
+
+    Uses the equal-width bins on (0, 1] of
+    :func:`calibkeras.metrics.functional.bin_statistics`
+    (the same bins as the classwise ECE of :func:`calibration_errors`): bin ``b`` of class ``k`` holds
+    the samples whose ``p_k`` is in ``(b / B, (b + 1) / B]``.
+
+    Args:
+        probs: ``(N, K)`` predicted probabilities.
+        labels: ``(N,)`` integer class ids.
+        num_bins: number of bins ``B`` (default 10).
+
+    Returns:
+        A dict with ``bin_lower`` and ``bin_upper`` (``(B,)``); ``confidence`` (mean
+        ``p_k`` in the bin, NaN when empty), ``frequency`` (share of the bin's samples
+        whose label is ``k``, NaN when empty) and ``count`` (int), each ``(K, B)``; and
+        ``ece`` (``(K,)``), each class's one-vs-rest calibration error, whose mean
+        is the ``classwise_ece`` at ``num_bins`` bins.
+
+    Example:
+        >>> curve = classwise_reliability_curve(probs, labels)
+        >>> curve["frequency"][3]  # observed frequency of class 3 in each bin
+    """
+    probs = check_probabilities(probs)
+    labels = check_labels(labels, probs.shape[1], probs.shape[0])
+    num_bins = check_positive_int(num_bins, "num_bins")
+    one_hot = functional.labels_to_one_hot(labels, probs)
+    bins = functional.bin_statistics(probs, one_hot, num_bins)
+    curve = _curve(bins, num_bins, "frequency")
+    curve["ece"] = np.asarray(
+        ops.convert_to_numpy(functional.calibration_error_from_bins(*bins)), dtype=np.float64
+    )
+    return curve

@@ -3,61 +3,10 @@
 import math
 
 import numpy as np
-from keras import ops
 
-from calibkeras.metrics import functional
+from calibkeras.calibration.reliability import classwise_reliability_curve
 from calibkeras.reports._figures import new_figure
-from calibkeras.utils.checks import (
-    check_class_names,
-    check_labels,
-    check_positive_int,
-    check_probabilities,
-)
-
-
-def classwise_reliability_curve(probs, labels, num_bins=10):
-    """Per-class binned points of ``p_k`` against the event ``y = k`` (one-vs-rest).
-
-    Uses the equal-width bins on (0, 1] of :func:`calibkeras.metrics.functional.bin_statistics`
-    (the same bins as the classwise ECE of
-    :func:`calibkeras.calibration.calibration_errors`): bin ``b`` of class ``k`` holds
-    the samples whose ``p_k`` is in ``(b / B, (b + 1) / B]``.
-
-    Args:
-        probs: ``(N, K)`` predicted probabilities.
-        labels: ``(N,)`` integer class ids.
-        num_bins: number of bins ``B`` (default 10).
-
-    Returns:
-        A dict with ``bin_lower`` and ``bin_upper`` (``(B,)``); ``confidence`` (mean
-        ``p_k`` in the bin, NaN when empty), ``frequency`` (share of the bin's samples
-        whose label is ``k``, NaN when empty) and ``count`` (int), each ``(K, B)``; and
-        ``ece`` (``(K,)``), each class's one-vs-rest calibration error, whose mean
-        is the ``classwise_ece`` at ``num_bins`` bins.
-
-    Example:
-        >>> curve = classwise_reliability_curve(probs, labels)
-        >>> curve["frequency"][3]  # observed frequency of class 3 in each bin
-    """
-    probs = check_probabilities(probs)
-    labels = check_labels(labels, probs.shape[1], probs.shape[0])
-    num_bins = check_positive_int(num_bins, "num_bins")
-    one_hot = functional.labels_to_one_hot(labels, probs)
-    bins = functional.bin_statistics(probs, one_hot, num_bins)
-    ece = ops.convert_to_numpy(functional.calibration_error_from_bins(*bins))
-    counts, confidence_sums, outcome_sums = (ops.convert_to_numpy(x) for x in bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.where(counts > 0, confidence_sums / counts, np.nan)
-        frequency = np.where(counts > 0, outcome_sums / counts, np.nan)
-    edges = np.linspace(0.0, 1.0, num_bins + 1)
-    return {
-        "bin_lower": edges[:-1],
-        "bin_upper": edges[1:],
-        "confidence": confidence,
-        "frequency": frequency,
-        "count": np.rint(counts).astype(np.int64),
-        "ece": np.asarray(ece, dtype=np.float64),
-    }
+from calibkeras.utils.checks import check_class_names
 
 
 def plot_classwise_reliability(probs, labels, class_names, num_bins=10):
