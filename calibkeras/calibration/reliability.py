@@ -57,9 +57,9 @@ def classwise_reliability_curve(probs, labels, num_bins=10):
     """Per-class binned points of ``p_k`` against the event ``y = k`` (one-vs-rest).
 
     Uses the equal-width bins on (0, 1] of
-    :func:`calibkeras.metrics.functional.bin_statistics`
-    (the same bins as the classwise ECE of :func:`calibration_errors`): bin ``b`` of class ``k`` holds
-    the samples whose ``p_k`` is in ``(b / B, (b + 1) / B]``.
+    :func:`calibkeras.metrics.functional.bin_statistics` (the same bins as the classwise
+    ECE of :func:`calibration_errors`): bin ``b`` of class ``k`` holds the samples
+    whose ``p_k`` is in ``(b / B, (b + 1) / B]``.
 
     Args:
         probs: ``(N, K)`` predicted probabilities.
