@@ -236,21 +236,7 @@ def check_prior(prior, num_classes=None, name="prior"):
     Every entry must be > 0 (a zero prior would make a class impossible, and its log
     infinite) and the entries must sum to 1 within ``PROBABILITY_SUM_ATOL``.
     """
-    array = np.asarray(prior, dtype=np.float64)
-    if array.ndim != 1 or array.shape[0] < 2:
-        raise ValueError(
-            f"`{name}` must be a 1-D vector with one probability per class, got "
-            f"shape {array.shape}"
-        )
-    if num_classes is not None and array.shape[0] != num_classes:
-        raise ValueError(
-            f"`{name}` must have {num_classes} entries (one per class), got {array.shape[0]}"
-        )
-    if not np.all(np.isfinite(array)) or np.any(array <= 0):
-        raise ValueError(
-            f"every entry of `{name}` must be a positive finite probability, got "
-            f"{_show(array.tolist())}"
-        )
+    array = _positive_class_vector(prior, num_classes, name, "probability")
     if abs(array.sum() - 1.0) > PROBABILITY_SUM_ATOL:
         raise ValueError(
             f"`{name}` must sum to 1, got sum {array.sum():.6g} for {_show(array.tolist())}; "
@@ -261,19 +247,29 @@ def check_prior(prior, num_classes=None, name="prior"):
 
 def check_class_counts(class_counts, num_classes=None, name="class_counts"):
     """Returns ``class_counts`` as a 1-D float64 array of positive counts, else raises."""
-    array = np.asarray(class_counts, dtype=np.float64)
+    return _positive_class_vector(
+        class_counts, num_classes, name, "count",
+        "; a class with no training examples cannot be given a prior",
+    )
+
+
+def _positive_class_vector(values, num_classes, name, kind, hint=""):
+    """``values`` as a 1-D float64 array of at least 2 positive finite entries, one per
+    class (``num_classes`` if given), else a ValueError naming ``name``."""
+    array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or array.shape[0] < 2:
         raise ValueError(
-            f"`{name}` must be a 1-D vector with one count per class, got shape {array.shape}"
+            f"`{name}` must be a 1-D vector with one {kind} per class, got shape {array.shape}"
         )
     if num_classes is not None and array.shape[0] != num_classes:
         raise ValueError(
             f"`{name}` must have {num_classes} entries (one per class), got {array.shape[0]}"
         )
     if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        adjective = "positive" if kind == "count" else "positive finite"
         raise ValueError(
-            f"every entry of `{name}` must be a positive count, got {_show(array.tolist())}; "
-            "a class with no training examples cannot be given a prior"
+            f"every entry of `{name}` must be a {adjective} {kind}, got "
+            f"{_show(array.tolist())}{hint}"
         )
     return array
 
