@@ -111,8 +111,8 @@ def main():
     for name, (val_values, test_values) in rows.items():
         temperature = fit_temperature(val_values, val_labels, prior=training_prior)
         probs = softmax(test_values / temperature, axis=1)
-        scores = calibration_errors(probs, test_labels)
-        check = calibration_test(probs, test_labels, seed=args.seed)
+        scores = calibration_errors(test_labels, probs)
+        check = calibration_test(test_labels, probs, seed=args.seed)
         print(f"| {name} | {temperature:.3f} | {scores['balanced_accuracy']:.3f} | "
               f"{scores['nll']:.3f} | {scores['brier']:.3f} | {scores['ece']:.3f} "
               f"({check['ece_perfect_mean']:.3f}; {check['p_value']:.2f}) |")

@@ -78,8 +78,8 @@ def train_head(x, y, loss, epochs, seed, class_weight=None):
 
 
 def scores(probs, labels, smallest, seed=0):
-    errors = calibration_errors(probs, labels)
-    test = calibration_test(probs, labels, n_resamples=1000, seed=seed)
+    errors = calibration_errors(labels, probs)
+    test = calibration_test(labels, probs, n_resamples=1000, seed=seed)
     predicted = probs.argmax(axis=1)
     recalls = [float(np.mean(predicted[labels == k] == k)) for k in smallest]
     return {

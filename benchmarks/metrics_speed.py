@@ -129,7 +129,7 @@ def main():
         return float(ops.convert_to_numpy(ops.mean(per_sample)))
 
     def ck_all():
-        return calibration_errors(probs, labels)
+        return calibration_errors(labels, probs)
 
     def sk_all():
         predicted = probs.argmax(axis=1)

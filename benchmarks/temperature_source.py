@@ -87,8 +87,8 @@ def main():
         }
         for source, temperature in temperatures.items():
             probs = softmax(test_logits / temperature)
-            errors = calibration_errors(probs, y_test)
-            check = calibration_test(probs, y_test, seed=args.seed)
+            errors = calibration_errors(y_test, probs)
+            check = calibration_test(y_test, probs, seed=args.seed)
             print(f"| {epochs} | {source} | {temperature:.3f} | {errors['nll']:.3f} | "
                   f"{errors['ece']:.3f} ({check['ece_perfect_mean']:.3f}; "
                   f"{check['p_value']:.2f}) |")

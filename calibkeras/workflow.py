@@ -373,12 +373,12 @@ def _score(model, record, data, prior, title, report_dir=None, verbose=True,
     probs = model.probabilities(logits, prior_vector)
     uncalibrated = model.probabilities(logits, prior_vector, calibrated=False)
     summary = evaluation_summary(
-        probs, labels, model.class_names, uncalibrated_probs=uncalibrated,
+        labels, probs, model.class_names, uncalibrated_probs=uncalibrated,
         prior_used=prior_vector, temperature=model.temperature,
     )
     summary["prior_name"] = prior_name
     if report_dir is not None:
-        write_report(report_dir, summary, probs, labels, model.class_names,
+        write_report(report_dir, summary, labels, probs, model.class_names,
                      uncalibrated_probs=uncalibrated, class_counts=record.get("class_counts"),
                      overwrite=overwrite)
     return Evaluation(summary, probs, labels, data)
@@ -607,7 +607,7 @@ def compare_on_test_set(model, record, test, report_dir, verbose=True):
     for name, prior, calibrated in settings:
         vector = model.resolve_prior(prior, logits=logits)
         probs = model.probabilities(logits, vector, calibrated=calibrated)
-        summary = evaluation_summary(probs, labels, model.class_names, prior_used=vector,
+        summary = evaluation_summary(labels, probs, model.class_names, prior_used=vector,
                                      temperature=model.temperature)
         rows.append({"setting": name, **{k: summary[k] for k in (
             "balanced_accuracy", "accuracy", "macro_f1", "nll", "brier", "ece")},
@@ -619,10 +619,10 @@ def compare_on_test_set(model, record, test, report_dir, verbose=True):
     uniform = model.probabilities(logits, uniform_prior)
     uncalibrated = model.probabilities(logits, uniform_prior, calibrated=False)
     summary = evaluation_summary(
-        uniform, labels, model.class_names, uncalibrated_probs=uncalibrated,
+        labels, uniform, model.class_names, uncalibrated_probs=uncalibrated,
         prior_used=uniform_prior, temperature=model.temperature,
     )
-    write_report(report_dir, summary, uniform, labels, model.class_names,
+    write_report(report_dir, summary, labels, uniform, model.class_names,
                  uncalibrated_probs=uncalibrated, probs_by_prior=by_prior,
                  class_counts=record.get("class_counts"))
     return rows

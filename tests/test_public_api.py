@@ -50,3 +50,44 @@ def test_logits_model_is_deprecated_for_the_method():
     with pytest.warns(DeprecationWarning, match="use model.balanced_logits_model"):
         sub = logits_model(model)
     assert sub.outputs[0].shape == model.balanced_logits_model().outputs[0].shape
+
+
+def _probs_and_labels():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=40)
+    return probs, rng.integers(0, 3, size=40)
+
+
+def test_labels_come_first_and_the_old_order_warns_with_the_same_result():
+    import numpy as np
+
+    from calibkeras.calibration import calibration_errors, reliability_curve
+
+    probs, labels = _probs_and_labels()
+    new = calibration_errors(labels, probs)
+    with pytest.warns(DeprecationWarning, match=r"calibration_errors\(probs, labels\) is "
+                                                r"calibkeras 0.1's argument order"):
+        old = calibration_errors(probs, labels)
+    assert old == new
+    with pytest.warns(DeprecationWarning):
+        old_column = reliability_curve(probs, labels[:, None])
+    np.testing.assert_array_equal(old_column["count"], reliability_curve(labels, probs)["count"])
+
+
+def test_keyword_calls_and_write_reports_pair_position(tmp_path):
+    import warnings
+
+    from calibkeras.calibration import calibration_test
+    from calibkeras.reports import evaluation_summary, write_report
+
+    probs, labels = _probs_and_labels()
+    names = ["a", "b", "c"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        calibration_test(probs=probs, labels=labels, n_resamples=20, seed=0)
+        summary = evaluation_summary(labels, probs, names, n_resamples=20)
+    with pytest.warns(DeprecationWarning, match=r"write_report\(probs, labels\)"):
+        write_report(tmp_path / "r", summary, probs, labels, names)
+    assert (tmp_path / "r" / "report.html").is_file()

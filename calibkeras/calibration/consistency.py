@@ -6,12 +6,14 @@ from keras import ops
 from calibkeras.calibration.errors import top_label_ece
 from calibkeras.metrics import functional
 from calibkeras.utils.checks import check_labels, check_positive_int, check_probabilities
+from calibkeras.utils.deprecation import labels_first
 
 #: Resampled outcomes are drawn in chunks of at most this many values (memory bound).
 _CHUNK_VALUES = 20_000_000
 
 
-def calibration_test(probs, labels, num_bins=15, n_resamples=1000, seed=None):
+@labels_first()
+def calibration_test(labels, probs, num_bins=15, n_resamples=1000, seed=None):
     """Tests whether an observed ECE is consistent with perfect calibration.
 
     Binned ECE is biased upward on finite sets: even a perfectly calibrated model shows
@@ -24,8 +26,8 @@ def calibration_test(probs, labels, num_bins=15, n_resamples=1000, seed=None):
     ``max_k p_ik``, which is what is sampled.
 
     Args:
-        probs: ``(N, K)`` predicted probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` predicted probabilities.
         num_bins: equal-width bins for the ECE (default 15).
         n_resamples: number of perfectly calibrated resamples (default 1000).
         seed: seed of the random generator (``None`` draws fresh entropy).
@@ -38,7 +40,7 @@ def calibration_test(probs, labels, num_bins=15, n_resamples=1000, seed=None):
         miscalibration is real), ``n_resamples``, ``num_bins`` and ``num_samples``.
 
     Example:
-        >>> result = calibration_test(probs, labels, seed=0)
+        >>> result = calibration_test(labels, probs, seed=0)
         >>> print(f"ECE {result['ece']:.3f} (perfect: {result['ece_perfect_mean']:.3f},"
         ...       f" p = {result['p_value']:.2f})")
 
@@ -52,7 +54,7 @@ def calibration_test(probs, labels, num_bins=15, n_resamples=1000, seed=None):
     n_resamples = check_positive_int(n_resamples, "n_resamples")
     num_samples = probs.shape[0]
 
-    observed = top_label_ece(probs, labels, num_bins)
+    observed = top_label_ece(labels, probs, num_bins)
     confidence = probs.max(axis=1)
     bins = ops.convert_to_numpy(functional.bin_indices(confidence, num_bins))
     membership = np.zeros((num_samples, num_bins))

@@ -11,6 +11,7 @@ from calibkeras.utils.checks import (
     check_positive_int,
     check_probabilities,
 )
+from calibkeras.utils.deprecation import labels_first
 
 #: The scalar scores that :func:`calibration_errors` returns, in order.
 SCORE_NAMES = (
@@ -30,7 +31,7 @@ def _numpy(tensor):
     return ops.convert_to_numpy(tensor)
 
 
-def top_label_ece(probs, labels, num_bins):
+def top_label_ece(labels, probs, num_bins):
     """Top-label ECE (15-bin L1 by default) of checked arrays; see :func:`calibration_errors`."""
     confidence, correct = functional.top_label_outcomes(labels, probs)
     bins = functional.bin_statistics(confidence, correct, num_bins)
@@ -88,8 +89,9 @@ def _scores(probs, labels, num_bins):
     }
 
 
+@labels_first()
 def calibration_errors(
-    probs, labels, num_bins=15, n_bootstrap=0, confidence_level=0.9, seed=None
+    labels, probs, num_bins=15, n_bootstrap=0, confidence_level=0.9, seed=None
 ):
     """Calibration errors, proper scores and accuracies of probabilistic predictions.
 
@@ -116,8 +118,8 @@ def calibration_errors(
     :func:`calibration_test`, and prefer the proper scores ``nll`` and ``brier``.
 
     Args:
-        probs: ``(N, K)`` predicted probabilities; rows must sum to 1.
         labels: ``(N,)`` integer class ids in ``[0, K)``.
+        probs: ``(N, K)`` predicted probabilities; rows must sum to 1.
         num_bins: number of bins for the binned errors, a positive integer (default 15).
         n_bootstrap: int >= 0, number of bootstrap resamples for confidence intervals;
             0 (default) computes none.
@@ -130,7 +132,7 @@ def calibration_errors(
         ``(low, high)`` percentile interval.
 
     Example:
-        >>> scores = calibration_errors(model_probs, y_test)
+        >>> scores = calibration_errors(y_test, model_probs)
         >>> scores["ece"], scores["nll"]
 
     References:

@@ -5,17 +5,19 @@ from keras import ops
 
 from calibkeras.metrics import functional
 from calibkeras.utils.checks import check_labels, check_positive_int, check_probabilities
+from calibkeras.utils.deprecation import labels_first
 
 
-def reliability_curve(probs, labels, num_bins=15):
+@labels_first()
+def reliability_curve(labels, probs, num_bins=15):
     """Per-bin mean confidence, accuracy and count of the top-label prediction.
 
     Bins are equal-width on (0, 1], as in :func:`calibration_errors`: bin ``b`` holds
     confidences in ``(b / num_bins, (b + 1) / num_bins]``.
 
     Args:
-        probs: ``(N, K)`` predicted probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` predicted probabilities.
         num_bins: number of bins (default 15).
 
     Returns:
@@ -25,7 +27,7 @@ def reliability_curve(probs, labels, num_bins=15):
         (number of samples, int).
 
     Example:
-        >>> curve = reliability_curve(probs, labels)
+        >>> curve = reliability_curve(labels, probs)
         >>> plt.bar(curve["bin_lower"], curve["accuracy"], width=1 / 15, align="edge")
     """
     probs = check_probabilities(probs)
@@ -53,7 +55,8 @@ def _curve(bins, num_bins, outcome_name):
     }
 
 
-def classwise_reliability_curve(probs, labels, num_bins=10):
+@labels_first()
+def classwise_reliability_curve(labels, probs, num_bins=10):
     """Per-class binned points of ``p_k`` against the event ``y = k`` (one-vs-rest).
 
     Uses the equal-width bins on (0, 1] of
@@ -62,8 +65,8 @@ def classwise_reliability_curve(probs, labels, num_bins=10):
     whose ``p_k`` is in ``(b / B, (b + 1) / B]``.
 
     Args:
-        probs: ``(N, K)`` predicted probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` predicted probabilities.
         num_bins: number of bins ``B`` (default 10).
 
     Returns:
@@ -74,7 +77,7 @@ def classwise_reliability_curve(probs, labels, num_bins=10):
         is the ``classwise_ece`` at ``num_bins`` bins.
 
     Example:
-        >>> curve = classwise_reliability_curve(probs, labels)
+        >>> curve = classwise_reliability_curve(labels, probs)
         >>> curve["frequency"][3]  # observed frequency of class 3 in each bin
     """
     probs = check_probabilities(probs)

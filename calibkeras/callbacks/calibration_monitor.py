@@ -207,7 +207,7 @@ class CalibrationMonitor(keras.callbacks.Callback):
 
         png = figure_to_png(
             plot_reliability_diagram(
-                probs, labels, num_bins=self.num_bins, title=f"epoch {epoch + 1}"
+                labels, probs, num_bins=self.num_bins, title=f"epoch {epoch + 1}"
             )
         )
         height, width = tf.image.decode_png(png, channels=4).shape[:2]

@@ -7,9 +7,11 @@ import numpy as np
 from calibkeras.calibration.reliability import classwise_reliability_curve
 from calibkeras.reports._figures import new_figure
 from calibkeras.utils.checks import check_class_names
+from calibkeras.utils.deprecation import labels_first
 
 
-def plot_classwise_reliability(probs, labels, class_names, num_bins=10):
+@labels_first()
+def plot_classwise_reliability(labels, probs, class_names, num_bins=10):
     """Draws one small one-vs-rest reliability curve per class, in a grid.
 
     Each panel plots, for every non-empty bin of ``p_k``, the observed frequency of
@@ -18,8 +20,8 @@ def plot_classwise_reliability(probs, labels, class_names, num_bins=10):
     of perfect calibration; the title gives the class's one-vs-rest ECE.
 
     Args:
-        probs: ``(N, K)`` predicted probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` predicted probabilities.
         class_names: ``K`` class names, in column order.
         num_bins: number of equal-width bins (default 10).
 
@@ -28,9 +30,9 @@ def plot_classwise_reliability(probs, labels, class_names, num_bins=10):
         order; unused grid cells are removed).
 
     Example:
-        >>> plot_classwise_reliability(probs, labels, names).savefig("classwise.png")
+        >>> plot_classwise_reliability(labels, probs, names).savefig("classwise.png")
     """
-    curve = classwise_reliability_curve(probs, labels, num_bins)
+    curve = classwise_reliability_curve(labels, probs, num_bins)
     num_classes = curve["count"].shape[0]
     class_names = list(check_class_names(class_names, num_classes))
     columns = min(5, num_classes)

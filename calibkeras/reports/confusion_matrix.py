@@ -5,9 +5,11 @@ from sklearn.metrics import confusion_matrix
 
 from calibkeras.reports._figures import new_figure
 from calibkeras.utils.checks import check_class_names, check_labels, check_probabilities
+from calibkeras.utils.deprecation import labels_first
 
 
-def plot_confusion_matrix(probs, labels, class_names):
+@labels_first()
+def plot_confusion_matrix(labels, probs, class_names):
     """Draws the row-normalised confusion matrix of the argmax predictions, annotated.
 
     Row ``i`` holds the share of the samples of true class ``i`` predicted as each
@@ -16,15 +18,15 @@ def plot_confusion_matrix(probs, labels, class_names):
     are all zero.
 
     Args:
-        probs: ``(N, K)`` predicted probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` predicted probabilities.
         class_names: ``K`` class names, in column order.
 
     Returns:
         A ``matplotlib.figure.Figure`` with 2 axes: the matrix and its colour bar.
 
     Example:
-        >>> plot_confusion_matrix(probs, labels, names).savefig("confusion.png")
+        >>> plot_confusion_matrix(labels, probs, names).savefig("confusion.png")
     """
     probs = check_probabilities(probs)
     num_classes = probs.shape[1]

@@ -5,9 +5,11 @@ import numpy as np
 from calibkeras.calibration.decisions import bayes_decisions, expected_cost, realized_cost
 from calibkeras.reports._figures import new_figure
 from calibkeras.utils.checks import check_cost_matrix, check_labels, check_probabilities
+from calibkeras.utils.deprecation import labels_first
 
 
-def cost_vs_abstain(probs, labels, cost_matrix=None, abstain_costs=None):
+@labels_first()
+def cost_vs_abstain(labels, probs, cost_matrix=None, abstain_costs=None):
     """Realised and expected cost, and abstention rate, of Bayes decisions per abstain cost.
 
     For each abstain cost ``c`` the decisions are
@@ -15,8 +17,8 @@ def cost_vs_abstain(probs, labels, cost_matrix=None, abstain_costs=None):
     cost ``c`` (action id ``A``, one past the cost matrix's rows).
 
     Args:
-        probs: ``(N, K)`` calibrated probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` calibrated probabilities.
         cost_matrix: ``(A, K)`` costs ``C[action, true_class]``; default the 0-1 cost
             ``1 - I`` (``A = K``: predicting a class costs 1 when wrong).
         abstain_costs: 1-D non-negative abstain costs; default ``np.linspace(0, 1, 41)``.
@@ -28,7 +30,7 @@ def cost_vs_abstain(probs, labels, cost_matrix=None, abstain_costs=None):
         realised cost of the Bayes decisions without an abstain action (float).
 
     Example:
-        >>> curve = cost_vs_abstain(probs, labels)
+        >>> curve = cost_vs_abstain(labels, probs)
         >>> curve["abstention_rate"][curve["abstain_cost"] == 0.5]
     """
     probs = check_probabilities(probs)
@@ -66,7 +68,8 @@ def cost_vs_abstain(probs, labels, cost_matrix=None, abstain_costs=None):
     }
 
 
-def plot_cost_vs_abstain(probs, labels, cost_matrix=None, abstain_costs=None):
+@labels_first()
+def plot_cost_vs_abstain(labels, probs, cost_matrix=None, abstain_costs=None):
     """Draws the realised and expected cost per sample, and the abstention rate.
 
     When the probabilities are calibrated, the model's expected cost tracks the
@@ -74,8 +77,8 @@ def plot_cost_vs_abstain(probs, labels, cost_matrix=None, abstain_costs=None):
     The dotted line is the cost of always acting (no abstain option).
 
     Args:
-        probs: ``(N, K)`` calibrated probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` calibrated probabilities.
         cost_matrix: ``(A, K)`` costs; default the 0-1 cost ``1 - I``.
         abstain_costs: 1-D abstain costs; default ``np.linspace(0, 1, 41)``.
 
@@ -84,9 +87,9 @@ def plot_cost_vs_abstain(probs, labels, cost_matrix=None, abstain_costs=None):
         (right, a twin of the first).
 
     Example:
-        >>> plot_cost_vs_abstain(probs, labels).savefig("cost_vs_abstain.png")
+        >>> plot_cost_vs_abstain(labels, probs).savefig("cost_vs_abstain.png")
     """
-    curve = cost_vs_abstain(probs, labels, cost_matrix, abstain_costs)
+    curve = cost_vs_abstain(labels, probs, cost_matrix, abstain_costs)
     figure = new_figure(6.4, 4.2)
     ax = figure.subplots()
     rate_ax = ax.twinx()

@@ -10,6 +10,7 @@ from calibkeras.utils.checks import (
     check_prior,
     check_probabilities,
 )
+from calibkeras.utils.deprecation import labels_first
 
 #: Keys of the consistency-resampling result kept in a summary.
 CALIBRATION_TEST_KEYS = ("ece", "ece_perfect_mean", "ece_perfect_p90", "p_value", "n_resamples")
@@ -31,8 +32,8 @@ METRIC_ROWS = (
 
 
 def _scores(probs, labels, num_bins, n_resamples, seed):
-    errors = calibration_errors(probs, labels, num_bins=num_bins)
-    test = calibration_test(probs, labels, num_bins=num_bins, n_resamples=n_resamples, seed=seed)
+    errors = calibration_errors(labels, probs, num_bins=num_bins)
+    test = calibration_test(labels, probs, num_bins=num_bins, n_resamples=n_resamples, seed=seed)
     scores = {name: float(errors[name]) for name in SCORE_NAMES}
     scores["calibration_test"] = {
         key: (int(test[key]) if key == "n_resamples" else float(test[key]))
@@ -41,9 +42,10 @@ def _scores(probs, labels, num_bins, n_resamples, seed):
     return scores
 
 
+@labels_first()
 def evaluation_summary(
-    probs,
     labels,
+    probs,
     class_names,
     uncalibrated_probs=None,
     prior_used=None,
@@ -61,8 +63,8 @@ def evaluation_summary(
     model would show with these confidences on this many samples, and a p-value.
 
     Args:
-        probs: ``(N, K)`` calibrated probabilities (rows sum to 1).
         labels: ``(N,)`` integer class ids in ``[0, K)``.
+        probs: ``(N, K)`` calibrated probabilities (rows sum to 1).
         class_names: ``K`` class names, in column order.
         uncalibrated_probs: optional ``(N, K)`` probabilities of the same samples before
             calibration (e.g. temperature 1 and the training prior); scored the same way.
@@ -84,7 +86,7 @@ def evaluation_summary(
         ``calibration_test`` for ``uncalibrated_probs``, or None).
 
     Example:
-        >>> summary = evaluation_summary(probs, y_test, ["food", "drink", "dessert"],
+        >>> summary = evaluation_summary(y_test, probs, ["food", "drink", "dessert"],
         ...                              uncalibrated_probs=raw_probs, temperature=1.7)
         >>> print(format_summary_table(summary))
     """
@@ -188,7 +190,7 @@ def format_summary_table(summary):
         per-class precision/recall/F1/support table.
 
     Example:
-        >>> print(format_summary_table(evaluation_summary(probs, labels, names)))
+        >>> print(format_summary_table(evaluation_summary(labels, probs, names)))
     """
     has_uncalibrated = bool(summary.get("uncalibrated"))
     lines = [_header(summary), ""]

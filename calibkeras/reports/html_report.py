@@ -12,6 +12,7 @@ from calibkeras.reports.cost_vs_abstain import plot_cost_vs_abstain
 from calibkeras.reports.evaluation import ece_sentence, metric_rows
 from calibkeras.reports.recall_by_class import plot_recall_by_class
 from calibkeras.reports.reliability_diagram import plot_reliability_diagram
+from calibkeras.utils.deprecation import labels_first
 from calibkeras.utils.staging import check_output_dir, staged_directory
 
 #: Captions of the plots, by file name, in the order the HTML shows them.
@@ -55,11 +56,12 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 """
 
 
+@labels_first(2)
 def write_report(
     output_dir,
     summary,
-    probs,
     labels,
+    probs,
     class_names,
     uncalibrated_probs=None,
     probs_by_prior=None,
@@ -82,8 +84,8 @@ def write_report(
         output_dir: folder to create; it must not exist or be empty, unless
             ``overwrite=True`` (its old content is then replaced).
         summary: the :func:`calibkeras.reports.evaluation_summary` of ``probs``.
-        probs: ``(N, K)`` calibrated probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` calibrated probabilities.
         class_names: ``K`` class names, in column order.
         uncalibrated_probs: optional ``(N, K)`` probabilities before calibration.
         probs_by_prior: optional dict {setting name: ``(N, K)`` probabilities}, e.g.
@@ -98,8 +100,8 @@ def write_report(
         ``"summary.json"``, ``"report.html"``) to its ``pathlib.Path`` in ``output_dir``.
 
     Example:
-        >>> summary = evaluation_summary(probs, y_test, names, uncalibrated_probs=raw)
-        >>> paths = write_report("reports/run1", summary, probs, y_test, names,
+        >>> summary = evaluation_summary(y_test, probs, names, uncalibrated_probs=raw)
+        >>> paths = write_report("reports/run1", summary, y_test, probs, names,
         ...                      uncalibrated_probs=raw)
         >>> paths["report.html"]
     """
@@ -115,21 +117,21 @@ def write_report(
 
     figures = {
         "reliability.png": lambda: plot_reliability_diagram(
-            probs, labels, num_bins=num_bins, title="calibrated",
+            labels, probs, num_bins=num_bins, title="calibrated",
             reference=summary["calibration_test"]),
     }
     if uncalibrated_probs is not None:
         reference = (summary.get("uncalibrated") or {}).get("calibration_test")
         figures["reliability_uncalibrated.png"] = lambda: plot_reliability_diagram(
-            uncalibrated_probs, labels, num_bins=num_bins, title="uncalibrated",
+            labels, uncalibrated_probs, num_bins=num_bins, title="uncalibrated",
             reference=reference)
     figures["classwise_reliability.png"] = lambda: plot_classwise_reliability(
-        probs, labels, class_names)
-    figures["confusion_matrix.png"] = lambda: plot_confusion_matrix(probs, labels, class_names)
+        labels, probs, class_names)
+    figures["confusion_matrix.png"] = lambda: plot_confusion_matrix(labels, probs, class_names)
     if probs_by_prior is not None:
         figures["recall_by_class.png"] = lambda: plot_recall_by_class(
             labels, probs_by_prior, class_names, class_counts=class_counts)
-    figures["cost_vs_abstain.png"] = lambda: plot_cost_vs_abstain(probs, labels, cost_matrix)
+    figures["cost_vs_abstain.png"] = lambda: plot_cost_vs_abstain(labels, probs, cost_matrix)
 
     with staged_directory(output_dir, overwrite, argument="output_dir",
                           layout="report") as staging:

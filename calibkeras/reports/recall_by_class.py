@@ -56,7 +56,7 @@ def plot_recall_by_class(labels, probs_by_setting, class_names, class_counts=Non
     for index, (name, probs) in enumerate(settings.items()):
         recall = recall_score(labels, probs.argmax(axis=1), labels=list(range(num_classes)),
                               average=None, zero_division=0)
-        balanced = calibration_errors(probs, labels)["balanced_accuracy"]
+        balanced = calibration_errors(labels, probs)["balanced_accuracy"]
         ax.bar(positions + (index - (len(settings) - 1) / 2) * width, recall[order], width=width,
                color=colors[index % len(colors)], edgecolor="white", linewidth=0.5,
                label=f"{name} (balanced accuracy {balanced:.3f})")

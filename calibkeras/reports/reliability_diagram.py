@@ -6,13 +6,15 @@ from calibkeras.calibration import calibration_errors, reliability_curve
 from calibkeras.reports._figures import new_figure
 from calibkeras.reports.evaluation import format_p_value
 from calibkeras.utils.checks import check_labels, check_probabilities
+from calibkeras.utils.deprecation import labels_first
 
 #: Labels of the bar containers on the reliability panel (tests and users find them by it).
 ACCURACY_LABEL = "accuracy in bin"
 GAP_LABEL = "gap to confidence"
 
 
-def plot_reliability_diagram(probs, labels, num_bins=15, title=None, reference=None):
+@labels_first()
+def plot_reliability_diagram(labels, probs, num_bins=15, title=None, reference=None):
     """Draws the top-label reliability diagram and the confidence histogram.
 
     The upper panel has one bar per non-empty equal-width confidence bin (the bins of
@@ -24,8 +26,8 @@ def plot_reliability_diagram(probs, labels, num_bins=15, title=None, reference=N
     perfectly calibrated model at this sample size and the p-value.
 
     Args:
-        probs: ``(N, K)`` predicted probabilities.
         labels: ``(N,)`` integer class ids.
+        probs: ``(N, K)`` predicted probabilities.
         num_bins: number of equal-width bins on (0, 1] (default 15).
         title: optional title of the figure.
         reference: optional result of :func:`calibkeras.calibration.calibration_test`
@@ -36,13 +38,13 @@ def plot_reliability_diagram(probs, labels, num_bins=15, title=None, reference=N
         histogram panel.
 
     Example:
-        >>> test = calibration_test(probs, labels, seed=0)
-        >>> plot_reliability_diagram(probs, labels, reference=test).savefig("rel.png")
+        >>> test = calibration_test(labels, probs, seed=0)
+        >>> plot_reliability_diagram(labels, probs, reference=test).savefig("rel.png")
     """
     probs = check_probabilities(probs)
     labels = check_labels(labels, probs.shape[1], probs.shape[0])
-    curve = reliability_curve(probs, labels, num_bins=num_bins)
-    scores = calibration_errors(probs, labels, num_bins=num_bins)
+    curve = reliability_curve(labels, probs, num_bins=num_bins)
+    scores = calibration_errors(labels, probs, num_bins=num_bins)
     if reference is not None:
         _check_reference(reference, num_bins, probs.shape[0])
 

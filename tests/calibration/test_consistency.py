@@ -12,7 +12,7 @@ def draw_labels(probs, rng):
 
 def test_observed_ece_is_the_reference_ece(small_record):
     probs, labels = small_record
-    result = calibration_test(probs[:1000], labels[:1000], n_resamples=200, seed=0)
+    result = calibration_test(labels[:1000], probs[:1000], n_resamples=200, seed=0)
     assert result["ece"] == pytest.approx(ref.ece(probs[:1000], labels[:1000]), abs=1e-12)
     assert result["ece_perfect_mean"] < result["ece_perfect_p90"]
     assert result["num_samples"] == 1000 and result["n_resamples"] == 200
@@ -25,8 +25,8 @@ def test_perfect_calibration_ece_shrinks_with_sample_size():
     logits = rng.normal(scale=2.2, size=(5000, 10))
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     labels = draw_labels(probs, rng)
-    small = calibration_test(probs[:500], labels[:500], n_resamples=300, seed=0)
-    large = calibration_test(probs, labels, n_resamples=300, seed=0)
+    small = calibration_test(labels[:500], probs[:500], n_resamples=300, seed=0)
+    large = calibration_test(labels, probs, n_resamples=300, seed=0)
     assert 0.02 < small["ece_perfect_mean"] < 0.07
     assert 0.005 < large["ece_perfect_mean"] < 0.025
     assert large["ece_perfect_mean"] < small["ece_perfect_mean"] / 2
@@ -38,7 +38,7 @@ def test_p_value_is_roughly_uniform_for_calibrated_labels():
     for _ in range(60):
         probs = rng.dirichlet(np.full(4, 0.7), size=300)
         p_values.append(
-            calibration_test(probs, draw_labels(probs, rng), n_resamples=199, seed=rng.integers(1 << 30))[
+            calibration_test(draw_labels(probs, rng), probs, n_resamples=199, seed=rng.integers(1 << 30))[
                 "p_value"
             ]
         )
@@ -52,11 +52,11 @@ def test_p_value_near_zero_for_overconfident_model():
     true = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     labels = draw_labels(true, rng)
     sharp = np.exp(3 * logits) / np.exp(3 * logits).sum(1, keepdims=True)
-    result = calibration_test(sharp, labels, n_resamples=500, seed=0)
+    result = calibration_test(labels, sharp, n_resamples=500, seed=0)
     assert result["p_value"] <= 2 / 501
     assert result["ece"] > result["ece_perfect_p90"]
 
 
 def test_bad_n_resamples():
     with pytest.raises(ValueError, match=r"`n_resamples` must be a positive integer, got 0"):
-        calibration_test([[0.5, 0.5]], [0], n_resamples=0)
+        calibration_test([0], [[0.5, 0.5]], n_resamples=0)

@@ -10,7 +10,7 @@ from calibkeras.calibration import SCORE_NAMES, calibration_errors
 
 def test_matches_numpy_loop_and_sklearn(record):
     probs, labels = record
-    scores = calibration_errors(probs, labels)
+    scores = calibration_errors(labels, probs)
     num_classes = probs.shape[1]
     one_hot = np.eye(num_classes)[labels]
     expected = {
@@ -36,7 +36,7 @@ def test_matches_numpy_loop_and_sklearn(record):
 
 def test_confidence_of_one_goes_to_last_bin():
     probs = np.array([[1.0, 0.0], [0.0, 1.0]])
-    scores = calibration_errors(probs, [0, 0])
+    scores = calibration_errors([0, 0], probs)
     # One bin (0.93, 1] with mean confidence 1 and accuracy 0.5.
     assert scores["ece"] == pytest.approx(0.5)
     assert scores["mce"] == pytest.approx(0.5)
@@ -44,7 +44,7 @@ def test_confidence_of_one_goes_to_last_bin():
 
 def test_bootstrap_intervals_contain_estimate(small_record):
     probs, labels = small_record
-    scores = calibration_errors(probs[:2000], labels[:2000], n_bootstrap=30, seed=0)
+    scores = calibration_errors(labels[:2000], probs[:2000], n_bootstrap=30, seed=0)
     for name in SCORE_NAMES:
         low, high = scores["intervals"][name]
         assert low <= high
@@ -56,7 +56,7 @@ def test_bootstrap_intervals_are_percentiles_of_independently_resampled_scores(s
     # The same resamples (the generator's draws), scored with the plain NumPy reference:
     # the percentile interval of every binned score, MCE included, must match.
     probs, labels = small_record[0][:2000], small_record[1][:2000]
-    scores = calibration_errors(probs, labels, n_bootstrap=30, confidence_level=0.8, seed=3)
+    scores = calibration_errors(labels, probs, n_bootstrap=30, confidence_level=0.8, seed=3)
     rng = np.random.default_rng(3)
     references = {"ece": ref.ece, "mce": ref.mce, "classwise_ece": ref.classwise_ece,
                   "adaptive_ece": ref.adaptive_ece, "brier": ref.brier}
@@ -81,7 +81,7 @@ def test_ece_in_unit_interval(num_classes, num_samples, seed, num_bins):
     rng = np.random.default_rng(seed)
     probs = rng.dirichlet(np.full(num_classes, 0.3), size=num_samples)
     labels = rng.integers(0, num_classes, num_samples)
-    scores = calibration_errors(probs, labels, num_bins=num_bins)
+    scores = calibration_errors(labels, probs, num_bins=num_bins)
     for name in ("ece", "classwise_ece", "adaptive_ece", "mce"):
         assert 0.0 <= scores[name] <= 1.0
     assert 0.0 <= scores["brier"] <= 2.0
@@ -91,7 +91,7 @@ def test_ece_in_unit_interval(num_classes, num_samples, seed, num_bins):
 @given(st.integers(2, 8), st.integers(1, 30), st.integers(0, 2**32 - 1))
 def test_brier_of_one_hot_predictions_is_zero(num_classes, num_samples, seed):
     labels = np.random.default_rng(seed).integers(0, num_classes, num_samples)
-    scores = calibration_errors(np.eye(num_classes)[labels], labels)
+    scores = calibration_errors(labels, np.eye(num_classes)[labels])
     assert scores["brier"] == 0.0
     assert scores["ece"] == 0.0
     assert scores["nll"] == 0.0
@@ -113,13 +113,13 @@ def test_brier_of_one_hot_predictions_is_zero(num_classes, num_samples, seed):
 )
 def test_bad_input_raises_with_clear_message(probs, labels, message):
     with pytest.raises(ValueError, match=message):
-        calibration_errors(probs, labels)
+        calibration_errors(labels, probs)
 
 
 @pytest.mark.parametrize("num_bins", [0, -3, 2.5, True])
 def test_bad_num_bins(num_bins):
     with pytest.raises(ValueError, match=r"`num_bins` must be a positive integer"):
-        calibration_errors([[0.5, 0.5]], [0], num_bins=num_bins)
+        calibration_errors([0], [[0.5, 0.5]], num_bins=num_bins)
 
 
 @pytest.mark.parametrize("n_bootstrap", [2.7, -1, True, "3"])
@@ -127,7 +127,7 @@ def test_bad_n_bootstrap(n_bootstrap):
     with pytest.raises(
         ValueError, match=r"`n_bootstrap` must be an integer >= 0 \(0 for no intervals\), got "
     ):
-        calibration_errors([[0.5, 0.5]], [0], n_bootstrap=n_bootstrap)
+        calibration_errors([0], [[0.5, 0.5]], n_bootstrap=n_bootstrap)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_huge_labels_are_reported_as_they_are(labels):
         ValueError, match=rf"`labels` must be class ids in \[0, 2\); found {int(labels[1])} at "
         r"position 1"
     ):
-        calibration_errors([[0.5, 0.5], [0.5, 0.5]], labels)
+        calibration_errors(labels, [[0.5, 0.5], [0.5, 0.5]])
 
 
 def test_float16_softmax_rows_are_accepted():
@@ -152,12 +152,12 @@ def test_float16_softmax_rows_are_accepted():
     sums = probs.astype(np.float64).sum(axis=1)
     assert np.abs(sums - 1).max() > 1e-4  # beyond float32's tolerance
     labels = rng.integers(0, 10, 300)
-    scores = calibration_errors(probs, labels)
+    scores = calibration_errors(labels, probs)
     expected = log_loss(labels, probs.astype(np.float64) / sums[:, None], labels=range(10))
     assert scores["nll"] == pytest.approx(expected, abs=5e-3)
     with pytest.raises(
         ValueError, match=r"must sum to 1 \(within 0\.0001\); row \d+ sums to .*renormalise them"
     ):
-        calibration_errors(probs.astype(np.float32), labels)
+        calibration_errors(labels, probs.astype(np.float32))
     with pytest.raises(ValueError, match=r"within 0\.0039 for its dtype.*Apply a softmax first"):
-        calibration_errors((probs * 0.95).astype(np.float16), labels)
+        calibration_errors(labels, (probs * 0.95).astype(np.float16))

@@ -7,7 +7,7 @@ from calibkeras.calibration import reliability_curve
 
 def test_bins_match_reference_loop(small_record):
     probs, labels = small_record
-    curve = reliability_curve(probs, labels, num_bins=10)
+    curve = reliability_curve(labels, probs, num_bins=10)
     confidences = probs.max(1).tolist()
     outcomes = (probs.argmax(1) == labels).astype(float).tolist()
     counts, conf_sums, hit_sums = ref.binned_gaps(confidences, outcomes, 10)

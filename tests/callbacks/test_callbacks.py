@@ -43,7 +43,7 @@ def test_monitor_logs_equal_numpy_scores_and_reach_other_callbacks(data, tmp_pat
         assert len(history.history[key]) == 3
         assert key in csv_path.read_text().splitlines()[0]
     probs = softmax(model.predict(x_val, verbose=0).astype(np.float64), axis=1)
-    expected = calibration_errors(probs, y_val)
+    expected = calibration_errors(y_val, probs)
     last = {k: v[-1] for k, v in history.history.items()}
     assert last["val_ece"] == pytest.approx(expected["ece"], abs=1e-5)
     assert last["val_brier"] == pytest.approx(expected["brier"], abs=1e-5)

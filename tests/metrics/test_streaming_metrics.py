@@ -41,7 +41,7 @@ def feed(metric, labels, probs, sizes, weights=None):
 
 def test_uneven_batches_equal_whole_array(record):
     probs, labels = record
-    expected = calibration_errors(probs, labels)
+    expected = calibration_errors(labels, probs)
     for name, metric in metrics_for(probs.shape[1], dtype="float64").items():
         feed(metric, labels, probs, UNEVEN)
         assert float(metric.result()) == pytest.approx(expected[name], abs=1e-9), name
@@ -60,7 +60,7 @@ def test_mean_of_batch_eces_is_not_the_ece(small_record):
         one.update_state(labels[start : start + 100], probs[start : start + 100])
         batch_eces.append(float(one.result()))
         metric.update_state(labels[start : start + 100], probs[start : start + 100])
-    exact = calibration_errors(probs[:2000], labels[:2000])["ece"]
+    exact = calibration_errors(labels[:2000], probs[:2000])["ece"]
     assert float(metric.result()) == pytest.approx(exact, abs=1e-6)
     assert abs(np.mean(batch_eces) - exact) > 1e-3
 
@@ -81,7 +81,7 @@ def test_from_logits_and_one_hot_labels(small_record):
     probs, labels = small_record
     logits = np.log(probs[:300]).astype("float32")
     one_hot = np.eye(10)[labels[:300]]
-    expected = calibration_errors(probs[:300], labels[:300])
+    expected = calibration_errors(labels[:300], probs[:300])
     pairs = {
         "ece": ExpectedCalibrationError(from_logits=True),
         "brier": BrierScore(from_logits=True),

@@ -14,7 +14,7 @@ TEST_KEYS = {"ece", "ece_perfect_mean", "ece_perfect_p90", "p_value", "n_resampl
 def summary(cifar):
     probs, labels, names, uncalibrated = cifar
     return evaluation_summary(
-        probs, labels, names, uncalibrated_probs=uncalibrated, prior_used=np.full(10, 0.1),
+        labels, probs, names, uncalibrated_probs=uncalibrated, prior_used=np.full(10, 0.1),
         temperature=1.5, n_resamples=200, seed=3,
     )
 
@@ -27,8 +27,8 @@ def test_keys_and_values_equal_the_calibration_functions(cifar, summary):
     }
     assert expected_keys <= set(summary)
     for scores, p in ((summary, probs), (summary["uncalibrated"], uncalibrated)):
-        errors = calibration_errors(p, labels)
-        test = calibration_test(p, labels, n_resamples=200, seed=3)
+        errors = calibration_errors(labels, p)
+        test = calibration_test(labels, p, n_resamples=200, seed=3)
         assert set(SCORE_NAMES) <= set(scores)
         for name in SCORE_NAMES:
             assert scores[name] == errors[name]
@@ -61,7 +61,7 @@ def test_per_class_equals_classification_report(cifar, summary):
 
 def test_never_predicted_class_has_zero_precision():
     probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1]])
-    summary = evaluation_summary(probs, [0, 1, 2], ["a", "b", "c"], n_resamples=20)
+    summary = evaluation_summary([0, 1, 2], probs, ["a", "b", "c"], n_resamples=20)
     assert summary["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert summary["uncalibrated"] is None
     assert summary["prior_used"] is None and summary["temperature"] is None
@@ -92,7 +92,7 @@ def test_summary_table(summary):
 
 def test_summary_table_without_uncalibrated(cifar):
     probs, labels, names, _ = cifar
-    table = format_summary_table(evaluation_summary(probs, labels, names, n_resamples=20))
+    table = format_summary_table(evaluation_summary(labels, probs, names, n_resamples=20))
     assert "uncalibrated" not in table
     assert "perfectly calibrated at this size" in table
 
@@ -100,10 +100,10 @@ def test_summary_table_without_uncalibrated(cifar):
 def test_bad_arguments(cifar):
     probs, labels, names, _ = cifar
     with pytest.raises(ValueError, match=r"`class_names` must have 10 entries"):
-        evaluation_summary(probs, labels, names[:3])
+        evaluation_summary(labels, probs, names[:3])
     with pytest.raises(ValueError, match=r"`uncalibrated_probs` must have the shape"):
-        evaluation_summary(probs, labels, names, uncalibrated_probs=probs[:10], n_resamples=10)
+        evaluation_summary(labels, probs, names, uncalibrated_probs=probs[:10], n_resamples=10)
     with pytest.raises(ValueError, match=r"`temperature` must be a positive finite number, got 0"):
-        evaluation_summary(probs, labels, names, temperature=0)
+        evaluation_summary(labels, probs, names, temperature=0)
     with pytest.raises(ValueError, match=r"`prior_used` must have 10 entries"):
-        evaluation_summary(probs, labels, names, prior_used=[0.5, 0.5])
+        evaluation_summary(labels, probs, names, prior_used=[0.5, 0.5])

@@ -27,7 +27,7 @@ class ImageSources(HTMLParser):
 @pytest.fixture
 def report_inputs(cifar):
     probs, labels, names, uncalibrated = cifar
-    summary = evaluation_summary(probs, labels, names, uncalibrated_probs=uncalibrated,
+    summary = evaluation_summary(labels, probs, names, uncalibrated_probs=uncalibrated,
                                  temperature=1.7, n_resamples=50)
     counts = np.array([50, 40, 30, 20, 10, 10, 8, 6, 4, 2])
     training = adjust_to_prior(probs, np.full(10, 0.1), counts / counts.sum())
@@ -38,7 +38,7 @@ def report_inputs(cifar):
 def test_write_report_writes_pngs_json_and_self_contained_html(report_inputs, tmp_path):
     summary, probs, labels, names, uncalibrated, by_prior, counts = report_inputs
     output = tmp_path / "nested" / "report"
-    paths = write_report(output, summary, probs, labels, names, uncalibrated_probs=uncalibrated,
+    paths = write_report(output, summary, labels, probs, names, uncalibrated_probs=uncalibrated,
                          probs_by_prior=by_prior, class_counts=counts)
     pngs = ["reliability.png", "reliability_uncalibrated.png", "classwise_reliability.png",
             "confusion_matrix.png", "recall_by_class.png", "cost_vs_abstain.png"]
@@ -74,14 +74,14 @@ def test_refuses_a_non_empty_folder_unless_overwrite(report_inputs, tmp_path):
     output.mkdir()
     (output / "keep.txt").write_text("old")
     with pytest.raises(FileExistsError, match=r"exists and is not empty; .* overwrite=True"):
-        write_report(output, summary, probs, labels, names)
+        write_report(output, summary, labels, probs, names)
     # Not a report folder (no report.html and summary.json): overwrite refuses it too.
     with pytest.raises(FileExistsError, match=r"is not a report folder .*, so overwrite=True"):
-        write_report(output, summary, probs, labels, names, overwrite=True)
+        write_report(output, summary, labels, probs, names, overwrite=True)
     assert (output / "keep.txt").read_text() == "old"
     (output / "report.html").write_text("an earlier report")
     (output / "summary.json").write_text("{}")
-    paths = write_report(output, summary, probs, labels, names, overwrite=True)
+    paths = write_report(output, summary, labels, probs, names, overwrite=True)
     assert sorted(p.name for p in output.iterdir()) == sorted(paths)
     assert "reliability_uncalibrated.png" not in paths and "recall_by_class.png" not in paths
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
@@ -91,7 +91,7 @@ def test_a_failing_plot_leaves_nothing_behind(report_inputs, tmp_path):
     summary, probs, labels, names, *_ = report_inputs
     output = tmp_path / "report"
     with pytest.raises(ValueError, match=r"`probs_by_setting\['bad'\]`"):
-        write_report(output, summary, probs, labels, names, probs_by_prior={"bad": probs * 2})
+        write_report(output, summary, labels, probs, names, probs_by_prior={"bad": probs * 2})
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match=r"`summary` describes 2000 samples but `labels` has 10"):
-        write_report(output, summary, probs[:10], labels[:10], names)
+        write_report(output, summary, labels[:10], probs[:10], names)
