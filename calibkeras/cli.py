@@ -13,7 +13,7 @@ import re
 import sys
 
 from calibkeras import workflow
-from calibkeras.workflow import DEMO_SETTINGS, LOSSES, SAMPLINGS, STRATEGIES
+from calibkeras.workflow import CALIBRATIONS, DEMO_SETTINGS, LOSSES, SAMPLINGS, STRATEGIES
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -171,6 +171,10 @@ def _add_training_flags(parser):
                              "stays frozen (default 1.0)")
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="head learning rate; fine-tuning uses a tenth (default 1e-3)")
+    parser.add_argument("--calibration", choices=CALIBRATIONS, default="auto",
+                        help="auto (default: temperature, bias_corrected or vector scaling, "
+                             "chosen by cross-validated NLL on the validation data; the "
+                             "simplest within one standard error) or one of them")
     parser.add_argument("--loss", choices=LOSSES, default="logit_adjusted",
                         help="logit_adjusted (default) learns balanced logits; the others "
                              "learn the training prior, removed after training")

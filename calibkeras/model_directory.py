@@ -39,9 +39,11 @@ def calibration_record(model, image_size, settings):
 
     Returns:
         A dict with ``class_names``, ``class_counts``, ``training_prior``,
-        ``deployment_prior``, ``temperature``, ``preprocessing`` and the settings.
+        ``deployment_prior``, ``temperature``, ``calibration`` (method, per-class scale
+        and bias), ``preprocessing`` and the settings.
     """
     from calibkeras._version import __version__
+    from keras import ops
     from calibkeras.data.preprocessing import RESIZE_METHOD
 
     shift = model.prior_shift
@@ -52,6 +54,11 @@ def calibration_record(model, image_size, settings):
         "training_prior": shift.training_prior,
         "deployment_prior": shift.prior,
         "temperature": model.temperature,
+        "calibration": {
+            "method": model.calibration.method,
+            "scale": ops.convert_to_numpy(model.calibration.scale).astype(float).tolist(),
+            "bias": ops.convert_to_numpy(model.calibration.bias).astype(float).tolist(),
+        },
         "preprocessing": {
             "image_size": list(image_size),
             "decode": "tf.io.decode_image(channels=3, expand_animations=False)",

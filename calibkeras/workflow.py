@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from calibkeras.data.sampling import SAMPLING_MODES as SAMPLINGS
 from calibkeras.distribute.strategies import STRATEGIES
-from calibkeras.models.training import LOSSES
+from calibkeras.models.training import CALIBRATIONS, LOSSES
 from calibkeras.utils.checks import (
     check_choice,
     check_fraction,
@@ -38,6 +38,7 @@ __all__ = [
     "DemoResult",
     "Evaluation",
     "Prediction",
+    "calibration_selection",
     "TrainConfig",
     "TrainResult",
     "compare_on_test_set",
@@ -71,7 +72,7 @@ class TrainConfig:
     Attributes:
         train_csv: CSV of training images and labels.
         output: the model folder to write.
-        val_csv: validation CSV for the temperature (default: a stratified split of
+        val_csv: validation CSV for the calibration (default: a stratified split of
             ``train_csv``, see ``val_fraction``).
         val_fraction: share of each class held out without ``val_csv``, in (0, 1].
         image_root: folder relative image paths start from (default: the CSV's).
@@ -85,6 +86,8 @@ class TrainConfig:
             early when the validation NLL stops improving.
         fine_tune_fraction: share of backbone layers to fine-tune, from the top.
         learning_rate: head learning rate; fine-tuning uses a tenth (default 1e-3).
+        calibration: ``"auto"`` (default: temperature, bias-corrected or vector scaling,
+            chosen by cross-validated NLL on the validation data) or one of them.
         loss: one of :data:`LOSSES` (default ``logit_adjusted``).
         sampling: one of :data:`SAMPLINGS` (default ``natural``).
         seed: random seed (default 0).
@@ -112,6 +115,7 @@ class TrainConfig:
     fine_tune_epochs: int = 6
     fine_tune_fraction: float = 1.0
     learning_rate: float = 1e-3
+    calibration: str = "auto"
     loss: str = "logit_adjusted"
     sampling: str = "natural"
     seed: int = 0
@@ -128,6 +132,7 @@ class TrainConfig:
         check_fraction(self.fine_tune_fraction, "fine_tune_fraction")
         check_positive_float(self.learning_rate, "learning_rate")
         check_choice(self.loss, "loss", LOSSES)
+        check_choice(self.calibration, "calibration", CALIBRATIONS)
         check_choice(self.sampling, "sampling", SAMPLINGS)
         check_choice(self.strategy, "strategy", STRATEGIES)
 
@@ -324,11 +329,12 @@ def _train_and_write(config, strategy, output, evaluation):
             head_learning_rate=config.learning_rate,
             fine_tune_learning_rate=config.learning_rate / 10,
             fine_tune_fraction=config.fine_tune_fraction, steps_per_epoch=steps,
-            verbose=2 if say else 0,
+            verbose=2 if say else 0, calibration=config.calibration,
         )
     training_seconds = time.perf_counter() - started
-    _say(say, f"temperature T = {history['temperature']:.4f} (fitted on "
-              f"{val.num_examples} validation images)")
+    selection = calibration_selection(history["calibration"], config.calibration)
+    _say(say, f"calibration: {selection['why']} (fitted on {val.num_examples} validation "
+              "images)")
     record = calibration_record(model, image_size, {
         "image_column": config.image_column,
         "label_column": config.label_column,
@@ -342,6 +348,7 @@ def _train_and_write(config, strategy, output, evaluation):
         "val_csv": os.path.abspath(config.val_csv) if config.val_csv else None,
         "validation_images": val.num_examples,
         "training_seconds": round(training_seconds, 1),
+        "calibration_selection": selection,
     })
     with staged_directory(output, config.overwrite, argument="output",
                           layout="model") as staging:
@@ -357,6 +364,24 @@ def _train_and_write(config, strategy, output, evaluation):
     _say(say, f"wrote {output}/ ({MODEL_FILE}, {CALIBRATION_FILE}, "
               f"{SAVED_MODEL_DIR}/1/, {REPORT_DIR}/)")
     return TrainResult(model, record, extra)
+
+
+def calibration_selection(fit, requested):
+    """What was asked for, what was fitted and why: the cross-validated NLL per method."""
+    if fit.cv_nll is None:
+        why = f"{fit.method} (asked for), T = {fit.temperature:.4f}"
+    else:
+        scores = ", ".join(f"{method} {fit.cv_nll[method]:.4f} ± {fit.cv_se[method]:.4f}"
+                           for method in fit.cv_nll)
+        why = (f"{fit.method}, chosen by cross-validated NLL ({scores}; the simplest "
+               f"within one standard error of the best), T = {fit.temperature:.4f}")
+    return {
+        "requested": requested,
+        "method": fit.method,
+        "cv_nll": fit.cv_nll,
+        "cv_se": fit.cv_se,
+        "why": why,
+    }
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -377,6 +402,8 @@ def _score(model, record, data, prior, title, report_dir=None, verbose=True,
         prior_used=prior_vector, temperature=model.temperature,
     )
     summary["prior_name"] = prior_name
+    summary["calibration"] = record.get("calibration_selection", {}).get(
+        "why", f"{model.calibration.method}, T = {model.temperature:.4f}")
     if report_dir is not None:
         write_report(report_dir, summary, labels, probs, model.class_names,
                      uncalibrated_probs=uncalibrated, class_counts=record.get("class_counts"),

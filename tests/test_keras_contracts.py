@@ -4,10 +4,18 @@ import pytest
 from keras_harness import run_layer_test, run_loss_test, run_metric_test
 
 from calibkeras import losses, metrics
-from calibkeras.layers import CostSensitiveDecision, PriorShift, TemperatureScaling
+from calibkeras.layers import (
+    CostSensitiveDecision,
+    LogitCalibration,
+    PriorShift,
+    TemperatureScaling,
+)
 
 LAYERS = {
     "TemperatureScaling": (lambda: TemperatureScaling(initial_temperature=1.7), False),
+    "LogitCalibration": (lambda: LogitCalibration(3, method="vector",
+                                                  initial_scale=[0.5, 0.8, 1.2],
+                                                  initial_bias=[0.3, -0.1, -0.2]), False),
     "PriorShift": (lambda: PriorShift(prior="training", class_counts=[6, 3, 1],
                                       class_names=["a", "b", "c"]), False),
     "CostSensitiveDecision": (

@@ -38,7 +38,7 @@ def test_command_choices_come_from_the_workflow():
     train = next(a for a in parser._actions if a.dest == "command").choices["train"]
     choices = {a.dest: tuple(a.choices) for a in train._actions if a.choices}
     assert choices == {"loss": workflow.LOSSES, "sampling": workflow.SAMPLINGS,
-                       "strategy": workflow.STRATEGIES}
+                       "strategy": workflow.STRATEGIES, "calibration": workflow.CALIBRATIONS}
 
 
 def test_library_argument_names_become_flags_in_messages():

@@ -9,9 +9,9 @@ from calibkeras.models.calibrated_classifier import check_calibrated_classifier
 def calibrate_temperature(model, validation_data, prior=None, batch_size=32):
     """Fits the model's temperature on validation data; returns ``T``.
 
-    The functional form of :meth:`calibkeras.models.CalibratedClassifier.calibrate`:
-    ``T`` is set to the exact minimiser of the NLL of ``softmax(f(x) / T + log(prior))``
-    (:func:`calibkeras.calibration.fit_temperature`) on the balanced logits ``f(x)`` of
+    :meth:`calibkeras.models.CalibratedClassifier.calibrate` with
+    ``method="temperature"``: ``T`` is set to the exact minimiser of the NLL of
+    ``softmax(f(x) / T + log(prior))`` (:func:`calibkeras.calibration.fit_temperature`) on the balanced logits ``f(x)`` of
     ``validation_data``, so the temperature is fitted under the prior of the
     validation data.
 
@@ -35,7 +35,9 @@ def calibrate_temperature(model, validation_data, prior=None, batch_size=32):
     """
     model = check_calibrated_classifier(model)
     check_data_classes(model, validation_data, "validation_data")
-    return model.calibrate(validation_data, prior=prior, batch_size=batch_size)
+    fit = model.calibrate(validation_data, method="temperature", prior=prior,
+                          batch_size=batch_size)
+    return fit.temperature
 
 
 class TemperatureCalibration(keras.callbacks.Callback):

@@ -12,12 +12,29 @@ from calibkeras.data.preprocessing import DEFAULT_MAX_IMAGE_PIXELS, decode_image
 from calibkeras.layers.cost_sensitive_decision import CostSensitiveDecision
 from calibkeras.metrics.functional import action_expected_costs
 from calibkeras.models.calibrated_classifier import check_calibrated_classifier
-from calibkeras.priors import PriorEstimate
-from calibkeras.utils.checks import check_abstain_cost, check_cost_matrix, check_positive_int
+from calibkeras.priors import DEFAULT_DIRICHLET, MIN_PRIOR, PriorEstimate
+from calibkeras.utils.checks import (
+    check_abstain_cost,
+    check_cost_matrix,
+    check_dirichlet,
+    check_positive_int,
+)
 from calibkeras.utils.staging import check_output_dir, staged_directory
 
 #: The signatures every export holds, in the order they are added.
-SIGNATURE_NAMES = ("serving_default", "predict_image_bytes", "decide", "decide_with_costs")
+SIGNATURE_NAMES = (
+    "serving_default",
+    "predict_image_bytes",
+    "decide",
+    "decide_with_costs",
+    "estimate_prior",
+    "estimate_prior_image_bytes",
+)
+
+#: EM in the ``estimate_prior`` signatures stops when no prior entry moves more than
+#: this in a step, or after ``EM_MAX_ITER`` steps.
+EM_TOL = 1e-10
+EM_MAX_ITER = 10_000
 
 #: Names of the variable collections that carry the export's settings (read them back
 #: with :func:`calibkeras.export.read_export_metadata`).
@@ -30,6 +47,10 @@ METADATA_COLLECTIONS = (
     "abstain_cost",
     "action_names",
     "max_image_pixels",
+    "calibration_scale",
+    "calibration_bias",
+    "training_log_prior",
+    "estimate_dirichlet",
 )
 
 
@@ -168,6 +189,35 @@ def _checked_log_prior(log_prior, num_classes):
         return tf.identity(log_prior)
 
 
+def em_prior(probs, train_prior, dirichlet, tol=EM_TOL, max_iter=EM_MAX_ITER):
+    """EM for the class prior of ``probs`` inside a graph (float64; see estimate_prior).
+
+    ``probs`` ``(N, K)`` are posteriors under ``train_prior`` ``(K,)``; the M-step is
+    the MAP one under a symmetric Dirichlet(``dirichlet``) prior, as in
+    :func:`calibkeras.priors.estimate_prior`, and the result is floored at
+    ``MIN_PRIOR`` and renormalised the same way. Returns ``(prior, iterations,
+    converged)``.
+    """
+    size = tf.cast(tf.shape(probs)[0], tf.float64)
+    extra = tf.cast(dirichlet, tf.float64) - 1.0
+    num_classes = tf.cast(tf.shape(probs)[1], tf.float64)
+
+    def body(iteration, prior, _):
+        ratio = prior / train_prior
+        totals = tf.linalg.matvec(probs, ratio)
+        counts = ratio * tf.linalg.matvec(probs, 1.0 / totals, transpose_a=True)
+        new = (counts + extra) / (size + num_classes * extra)
+        return iteration + 1, new, tf.reduce_max(tf.abs(new - prior))
+
+    iterations, prior, change = tf.while_loop(
+        lambda iteration, _, change: tf.logical_and(iteration < max_iter, change >= tol),
+        body,
+        (tf.constant(0), train_prior, tf.constant(np.inf, tf.float64)),
+    )
+    prior = tf.maximum(prior, MIN_PRIOR)
+    return prior / tf.reduce_sum(prior), iterations, change < tol
+
+
 def _deployment_log_prior(model, prior):
     """The ``(K,)`` float32 log prior the exported signatures predict under."""
     if prior is None:
@@ -187,6 +237,7 @@ def export_saved_model(
     prior=None,
     action_names=None,
     max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+    estimate_dirichlet=DEFAULT_DIRICHLET,
     overwrite=False,
     verbose=False,
 ):
@@ -212,9 +263,18 @@ def export_saved_model(
     * ``decide_with_costs``: ``images``, ``cost_matrix`` float32 ``[A, K]`` and
       ``log_prior`` float32 ``[K]`` from the request -> ``decision``,
       ``expected_cost`` ``[batch, A]``, ``probabilities`` =
-      ``softmax(f(x) / T + log_prior)``: thresholds and prior change per request,
+      ``softmax(a * f(x) + b + log_prior)``: thresholds and prior change per request,
       without re-exporting. To abstain, add a row whose entries all equal the abstain
       cost. ``log_prior`` may be unnormalised (a constant shift changes nothing).
+    * ``estimate_prior``: ``images`` (at least one; a window of deployment traffic) ->
+      ``prior`` float32 ``[K]``, the class prior of those images estimated by EM in the
+      graph (as :func:`calibkeras.priors.estimate_prior`: MAP under a symmetric
+      Dirichlet(``estimate_dirichlet``), starting from the training prior, at most
+      ``EM_MAX_ITER`` steps), ``log_prior`` (its log: pass it to
+      ``decide_with_costs``), ``probabilities`` ``[batch, K]`` adapted to it,
+      ``iterations`` int32 and ``converged`` bool.
+    * ``estimate_prior_image_bytes``: ``image_bytes`` -> the same, decoded as in
+      ``predict_image_bytes``.
 
     Requests are refused (``InvalidArgumentError``) when ``images`` hold NaN,
     infinite or out-of-range pixels (outside 0..255), and when an element of
@@ -224,11 +284,12 @@ def export_saved_model(
     bad element fails the whole request, as TF Serving does. An empty batch answers
     with empty outputs in every signature, without running the network.
 
-    Probabilities of the first three signatures are ``softmax(f(x) / T + log(prior))``
-    with ``T`` from the model's ``TemperatureScaling`` layer and the deployment prior
-    chosen by ``prior``. The class names, image size, temperature, deployment prior,
-    cost matrix, abstain cost and action names are stored in the SavedModel; read them
-    with :func:`calibkeras.export.read_export_metadata`.
+    Probabilities of the first three signatures are
+    ``softmax(a * f(x) + b + log(prior))`` with the per-class scale ``a`` and bias ``b``
+    of the model's calibration and the deployment prior chosen by ``prior``. The class
+    names, image size, calibration (and its temperature ``1 / mean(a)``), deployment
+    prior, cost matrix, abstain cost and action names are stored in the SavedModel; read
+    them with :func:`calibkeras.export.read_export_metadata`.
 
     The export is written to a hidden temporary folder in ``export_dir`` and renamed
     to ``<version>`` at the end, so TF Serving never sees a half-written version.
@@ -251,6 +312,9 @@ def export_saved_model(
         action_names: optional ``A`` names of the actions for ``decision_names``;
             default the class names with the default cost matrix, else ``"0"`` ..
             ``"A-1"``; the abstain action is ``"abstain"``.
+        estimate_dirichlet: the Dirichlet concentration of the ``estimate_prior``
+            signatures' MAP estimate (default ``DEFAULT_DIRICHLET``, as
+            ``estimate_prior``); stored in the export.
         max_image_pixels: the largest image, height x width as its header declares
             it, that ``predict_image_bytes`` decodes (default
             ``DEFAULT_MAX_IMAGE_PIXELS``, 50 million); stored in the export.
@@ -299,19 +363,19 @@ def export_saved_model(
     decision_layer = CostSensitiveDecision(
         costs, abstain_cost=abstain_cost, action_names=action_names, name="decision"
     )
-    log_temperature = float(variable_value(model.calibration.log_temperature))
-    if log_temperature == 0.0:
+    if model.calibration.method == "none":
         warnings.warn(
-            f"the temperature of {model.name!r} is T = 1.0 exactly, so it was probably "
-            "never fitted and the exported probabilities are not temperature-calibrated. "
-            "Fit it on validation data first (model.calibrate(val_data), or the "
-            "TemperatureCalibration callback).",
+            f"the calibration of {model.name!r} was never fitted, so the exported "
+            "probabilities are not calibrated. Fit it on validation data first "
+            "(model.calibrate(val_data), or the TemperatureCalibration callback).",
             UserWarning,
             stacklevel=2,
         )
     final = Path(export_dir) / str(version)
     check_output_dir(final, overwrite, argument="export_dir/<version>", layout="saved_model")
-    archive = _build_archive(model, decision_layer, log_prior, max_image_pixels)
+    estimate_dirichlet = check_dirichlet(estimate_dirichlet, "estimate_dirichlet")
+    archive = _build_archive(model, decision_layer, log_prior, max_image_pixels,
+                             estimate_dirichlet)
     with staged_directory(final, overwrite, argument="export_dir/<version>",
                           layout="saved_model") as staging:
         archive.write_out(os.fspath(staging), verbose=verbose)
@@ -329,7 +393,7 @@ def class_outputs(probabilities, class_names):
     }
 
 
-def _build_archive(model, decision_layer, log_prior, max_image_pixels):
+def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_dirichlet):
     """The ExportArchive with the four signatures and the metadata collections."""
     image_size = model.image_size
     num_classes = model.num_classes
@@ -340,6 +404,19 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels):
     deployment_log_prior = tf.Variable(log_prior, dtype=tf.float32, trainable=False)
     image_size_variable = tf.Variable(list(image_size), dtype=tf.int32, trainable=False)
     max_pixels_variable = tf.Variable(max_image_pixels, dtype=tf.int64, trainable=False)
+    # Readers of calibkeras 0.1 exports find T here (1 / mean scale); the per-class
+    # scale and bias are the calibration_scale and calibration_bias collections.
+    log_temperature = tf.Variable(np.log(model.temperature), dtype=tf.float32,
+                                  trainable=False)
+    # EM starts from (and its posteriors are computed under) the training prior; a
+    # model without class counts starts from the uniform prior, which gives the same
+    # estimate (the likelihood of a prior does not depend on the reference prior).
+    training_prior = model.prior_shift.training_prior
+    if training_prior is None:
+        training_prior = np.full(num_classes, 1.0 / num_classes)
+    training_log_prior = tf.Variable(np.log(training_prior), dtype=tf.float64,
+                                     trainable=False)
+    dirichlet_variable = tf.Variable(estimate_dirichlet, dtype=tf.float64, trainable=False)
 
     def scaled_logits(images):
         images = _checked_images(images, image_size)
@@ -382,6 +459,35 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels):
             "probabilities": probabilities,
         }
 
+    def estimate_prior(images):
+        images = _checked_images(images, image_size)
+        # Refused before the network runs: no images, no estimate.
+        check = _assert(
+            tf.shape(images)[0] > 0,
+            "`images` must hold at least one image to estimate the prior from (a window "
+            "of deployment traffic)",
+            tf.shape(images, out_type=tf.int64),
+        )
+        with tf.control_dependencies([check]):
+            logits = tf.cast(model.calibration(model.balanced_logits(images)), tf.float64)
+        train_prior = tf.exp(training_log_prior)
+        probs = tf.nn.softmax(logits + training_log_prior)
+        prior, iterations, converged = em_prior(probs, train_prior, dirichlet_variable)
+        log_prior = tf.math.log(prior)
+        return {
+            "prior": tf.cast(prior, tf.float32),
+            "log_prior": tf.cast(log_prior, tf.float32),
+            "probabilities": tf.cast(tf.nn.softmax(logits + log_prior), tf.float32),
+            "iterations": iterations,
+            "converged": converged,
+        }
+
+    def estimate_prior_image_bytes(image_bytes):
+        images = decode_images(
+            _checked_image_bytes(image_bytes), image_size, max_pixels=max_image_pixels
+        )
+        return estimate_prior(images)
+
     images_spec = tf.TensorSpec(None, tf.float32, name="images")
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -402,18 +508,28 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels):
             tf.TensorSpec(None, tf.float32, name="log_prior"),
         ],
     )
+    archive.add_endpoint("estimate_prior", estimate_prior, input_signature=[images_spec])
+    archive.add_endpoint(
+        "estimate_prior_image_bytes",
+        estimate_prior_image_bytes,
+        input_signature=[tf.TensorSpec(None, tf.string, name="image_bytes")],
+    )
     abstain = [] if decision_layer.abstain_cost_weight is None else [
         decision_layer.abstain_cost_weight
     ]
     collections = {
         "class_names": [class_names],
         "image_size": [image_size_variable],
-        "log_temperature": [model.calibration.log_temperature],
+        "log_temperature": [log_temperature],
         "deployment_log_prior": [deployment_log_prior],
         "cost_matrix": [decision_layer.cost_matrix],
         "abstain_cost": abstain,
         "action_names": [action_names],
         "max_image_pixels": [max_pixels_variable],
+        "calibration_scale": [model.calibration.scale],
+        "calibration_bias": [model.calibration.bias],
+        "training_log_prior": [training_log_prior],
+        "estimate_dirichlet": [dirichlet_variable],
     }
     for name in METADATA_COLLECTIONS:
         variables = collections[name]

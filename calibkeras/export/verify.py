@@ -34,7 +34,10 @@ def read_export_metadata(export_dir):
         ``prior`` (float64 ``(K,)``, normalised), ``cost_matrix`` (float32 ``(A, K)``),
         ``abstain_cost`` (float or None), ``action_names`` (list of A(+1) str),
         ``max_image_pixels`` (int; None for exports of calibkeras 0.1, which have no
-        limit) and ``path`` (str, the version folder).
+        limit), ``calibration_scale`` and ``calibration_bias`` (float32 ``(K,)``; for
+        0.1 exports ``1 / T`` and 0), ``training_log_prior`` (float64 ``(K,)``) and
+        ``estimate_dirichlet`` (float) of the ``estimate_prior`` signatures (None for
+        exports without them) and ``path`` (str, the version folder).
     """
     path = find_version_dir(export_dir)
     loaded = tf.saved_model.load(str(path))
@@ -46,11 +49,24 @@ def read_export_metadata(export_dir):
     log_prior = value("deployment_log_prior").astype(np.float32)
     prior = np.exp(log_prior.astype(np.float64) - log_prior.max())
     abstain_cost = value("abstain_cost")
+    temperature = float(np.exp(value("log_temperature")))
+    num_classes = log_prior.shape[0]
+    scale = value("calibration_scale")
+    bias = value("calibration_bias")
+    training_log_prior = value("training_log_prior")
+    dirichlet = value("estimate_dirichlet")
     return {
         "path": str(path),
         "class_names": _strings(value("class_names")),
         "image_size": tuple(int(v) for v in value("image_size")),
-        "temperature": float(np.exp(value("log_temperature"))),
+        "temperature": temperature,
+        "calibration_scale": (np.full(num_classes, 1 / temperature, np.float32)
+                              if scale is None else scale.astype(np.float32)),
+        "calibration_bias": (np.zeros(num_classes, np.float32)
+                             if bias is None else bias.astype(np.float32)),
+        "training_log_prior": (None if training_log_prior is None
+                               else training_log_prior.astype(np.float64)),
+        "estimate_dirichlet": None if dirichlet is None else float(dirichlet),
         "log_prior": log_prior,
         "prior": prior / prior.sum(),
         "cost_matrix": value("cost_matrix").astype(np.float32),
@@ -60,6 +76,30 @@ def read_export_metadata(export_dir):
             None if value("max_image_pixels") is None else int(value("max_image_pixels"))
         ),
     }
+
+
+def _reference_estimate(probs, log_prior, metadata):
+    """``(prior, probabilities)``: NumPy EM on the posteriors ``probs`` (under the
+    exported ``log_prior``), moved to the training prior first, with the export's
+    Dirichlet concentration and stopping rule."""
+    from calibkeras.export.saved_model import EM_MAX_ITER, EM_TOL
+    from calibkeras.priors import estimate_prior
+
+    training_log_prior = metadata["training_log_prior"]
+    scores = np.log(np.maximum(probs, np.finfo(np.float64).tiny)) - log_prior
+    under_training = _softmax(scores + training_log_prior)
+    estimate = estimate_prior(under_training, np.exp(training_log_prior),
+                              dirichlet=metadata["estimate_dirichlet"], tol=EM_TOL,
+                              max_iter=EM_MAX_ITER)
+    return estimate.prior, _softmax(scores + np.log(estimate.prior))
+
+
+def _check_estimate(checker, outputs, prior, probabilities):
+    checker.close("prior", outputs["prior"], prior)
+    checker.close("probabilities", outputs["probabilities"], probabilities)
+    checker.close("log_prior vs prior", np.exp(outputs["log_prior"]), outputs["prior"])
+    if not bool(outputs["converged"]):
+        checker.failures.append(f"EM did not converge in {int(outputs['iterations'])} steps")
 
 
 def _softmax(logits):
@@ -151,8 +191,8 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
     runs each signature by its SignatureDef tensor names on sample images, and compares
     the outputs with references computed in Keras:
 
-    * ``serving_default``, ``decide``: ``softmax(f(x) / T + log(prior))`` from the
-      model's temperature-scaled logits and the deployment prior stored in the export;
+    * ``serving_default``, ``decide``: ``softmax(a * f(x) + b + log(prior))`` from the
+      model's calibrated logits and the deployment prior stored in the export;
       ``expected_cost`` = probabilities @ C.T with the stored costs; classes and
       decisions must be optimal (ties within ``atol`` accepted); names must match.
     * ``predict_image_bytes``: the sample images encoded as PNG, against the Keras
@@ -214,6 +254,10 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
         meta_checker.equal("class_names", metadata["class_names"], model.class_names)
         request_log_prior = variable_value(model.prior_shift.log_prior).astype(np.float32)
         meta_checker.close("temperature", [metadata["temperature"]], [model.temperature])
+        meta_checker.close("calibration_scale", metadata["calibration_scale"],
+                           variable_value(model.calibration.scale))
+        meta_checker.close("calibration_bias", metadata["calibration_bias"],
+                           variable_value(model.calibration.bias))
     else:
         request_log_prior = log_prior
 
@@ -226,6 +270,8 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
             "cost_matrix": costs.astype(np.float32),
             "log_prior": request_log_prior,
         },
+        "estimate_prior": {"images": images},
+        "estimate_prior_image_bytes": {"image_bytes": encoded},
     }
     served, run_failures = {}, {}
     with ServingSession(path) as session:
@@ -252,6 +298,13 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
         probs_request = probs
     else:
         probs = probs_decoded = probs_request = None
+    estimates = {}
+    if probs is not None and metadata["training_log_prior"] is not None:
+        estimates = {
+            "estimate_prior": _reference_estimate(probs, log_prior, metadata),
+            "estimate_prior_image_bytes": _reference_estimate(probs_decoded, log_prior,
+                                                              metadata),
+        }
 
     signatures = {}
     if meta_checker.failures or model is not None:
@@ -268,6 +321,8 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
             _check_class_outputs(checker, served[name], probs_decoded, metadata["class_names"])
         elif name == "decide":
             _check_decisions(checker, served[name], probs, costs, metadata["action_names"])
+        elif name in ("estimate_prior", "estimate_prior_image_bytes"):
+            _check_estimate(checker, served[name], *estimates[name])
         else:
             _check_decisions(checker, served[name], probs_request, costs)
         signatures[name] = checker.report()

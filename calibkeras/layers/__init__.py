@@ -1,7 +1,8 @@
-"""Keras layers: temperature, prior shift and cost-sensitive decisions."""
+"""Keras layers: calibration (temperature, per-class affine), prior shift, decisions."""
 
 from calibkeras.layers.cost_sensitive_decision import CostSensitiveDecision
+from calibkeras.layers.logit_calibration import LogitCalibration
 from calibkeras.layers.prior_shift import PriorShift
 from calibkeras.layers.temperature_scaling import TemperatureScaling
 
-__all__ = ["CostSensitiveDecision", "PriorShift", "TemperatureScaling"]
+__all__ = ["CostSensitiveDecision", "LogitCalibration", "PriorShift", "TemperatureScaling"]

@@ -11,6 +11,7 @@ from calibkeras.models.classifier import (
 from calibkeras.models.efficientnet_lite0 import EfficientNetLite0, imagenet_weights_path
 from calibkeras.models.inference import posterior_probabilities, predict_balanced_logits
 from calibkeras.models.training import (
+    CALIBRATIONS,
     LOSSES,
     fine_tune,
     fit_calibrated,
@@ -22,6 +23,7 @@ from calibkeras.models.training import (
 
 __all__ = [
     "BACKBONES",
+    "CALIBRATIONS",
     "CalibratedClassifier",
     "EfficientNetLite0",
     "LOSSES",

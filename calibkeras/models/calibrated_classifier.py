@@ -1,4 +1,4 @@
-"""CalibratedClassifier: backbone -> balanced logits -> temperature -> prior shift."""
+"""CalibratedClassifier: backbone -> balanced logits -> calibration -> prior shift."""
 
 import copy
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from calibkeras.layers import PriorShift, TemperatureScaling
+from calibkeras.layers import LogitCalibration, PriorShift, TemperatureScaling
 from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.priors import no_training_prior, resolve_prior
 from calibkeras.utils.checks import check_positive_int
@@ -25,15 +25,16 @@ class CalibratedClassifier(keras.Model):
              training=False, so BatchNorm stays in inference mode
           -> global average pooling ("avg_pool") -> dropout ("dropout")
           -> head, Dense in float32: balanced logits f(x) ("logits")
-          -> calibration, TemperatureScaling: f(x) / T ("temperature"; T = 1 until
-             fitted; not trained by model.fit)
+          -> calibration, LogitCalibration: a * f(x) + b ("calibration"; per-class
+             scale and bias, the identity until fitted; not trained by model.fit)
           -> prior_shift, PriorShift: + log(prior) ("prior_shift")
 
     The output is the logits under the deployment prior; their softmax are the
     calibrated probabilities. Train with
     :class:`calibkeras.losses.LogitAdjustedCrossentropy` while the prior is uniform (the
-    head then learns balanced logits), fit ``T`` with :meth:`calibrate`, and choose the
-    deployment prior with :meth:`set_prior`. Logits, calibration and prior stay float32
+    head then learns balanced logits), fit the calibration with :meth:`calibrate`
+    (temperature, bias-corrected or vector scaling, chosen by cross-validation by
+    default), and choose the deployment prior with :meth:`set_prior`. Logits, calibration and prior stay float32
     whatever the dtype policy. :func:`calibkeras.models.build_classifier` builds one
     from a backbone name.
 
@@ -51,6 +52,8 @@ class CalibratedClassifier(keras.Model):
             SavedModel.
         prior: the starting deployment prior (default ``"uniform"``), any data-free
             specification of :func:`calibkeras.priors.resolve_prior`.
+        calibration_method: the method the calibration weights came from (kept in
+            the config; :meth:`calibrate` sets it).
         **kwargs: ``keras.Model`` arguments (``name``).
 
     Example:
@@ -58,7 +61,7 @@ class CalibratedClassifier(keras.Model):
         >>> model = CalibratedClassifier(backbone, 10, class_counts=counts)
         >>> model.compile("adam", loss=LogitAdjustedCrossentropy(counts))
         >>> model.fit(train_ds, epochs=5)
-        >>> model.calibrate(val_ds)            # the exact NLL-optimal temperature
+        >>> model.calibrate(val_ds)   # temperature, bias-corrected or vector scaling
         >>> model.set_prior("estimate", data=deployment_ds)
     """
 
@@ -71,6 +74,7 @@ class CalibratedClassifier(keras.Model):
         class_counts=None,
         class_names=None,
         prior="uniform",
+        calibration_method="none",
         **kwargs,
     ):
         num_classes = check_num_classes(num_classes)
@@ -85,7 +89,9 @@ class CalibratedClassifier(keras.Model):
         self.head_dropout = keras.layers.Dropout(float(dropout), name="dropout")
         # float32 whatever the dtype policy: the balanced logits feed the calibration.
         self.head = keras.layers.Dense(num_classes, name="logits", dtype="float32")
-        self.calibration = TemperatureScaling(name="temperature", trainable=False)
+        self.calibration = LogitCalibration(
+            num_classes, method=calibration_method, name="calibration", trainable=False
+        )
         self.prior_shift = PriorShift(
             prior=prior, class_counts=class_counts, num_classes=num_classes,
             class_names=class_names, name="prior_shift",
@@ -125,7 +131,7 @@ class CalibratedClassifier(keras.Model):
 
     @property
     def temperature(self):
-        """The fitted temperature ``T`` (float)."""
+        """The calibration's temperature ``1 / mean(scale)`` (float; T of a temperature fit)."""
         return self.calibration.temperature
 
     def balanced_logits(self, images):
@@ -136,7 +142,7 @@ class CalibratedClassifier(keras.Model):
         """A ``keras.Model`` sharing these weights, from images to balanced logits ``f(x)``.
 
         For batched prediction (``predict``, a tf.distribute strategy); one pass through
-        the backbone serves every temperature and prior afterwards
+        the backbone serves every calibration and prior afterwards
         (:meth:`probabilities`).
         """
         return keras.Model(self.inputs, self.head.output, name=f"{self.name}_balanced_logits")
@@ -179,13 +185,13 @@ class CalibratedClassifier(keras.Model):
             raise no_training_prior(prior, name)
 
     def probabilities(self, logits, prior=None, *, calibrated=True):
-        """``softmax(f / T + log(prior))`` of balanced logits, as float64 NumPy.
+        """``softmax(a * f + b + log(prior))`` of balanced logits, as float64 NumPy.
 
         Args:
             logits: ``(N, K)`` balanced logits (:meth:`predict_balanced_logits`).
             prior: a prior specification (default: the model's current prior).
-            calibrated: divide by the fitted temperature (default True; False is
-                ``T = 1``).
+            calibrated: apply the fitted calibration ``a * f + b`` (default True;
+                False is the identity).
         """
         logits = ops.convert_to_tensor(np.asarray(logits, dtype="float32"))
         if calibrated:
@@ -225,21 +231,30 @@ class CalibratedClassifier(keras.Model):
         self.prior_shift.set_prior(vector)
         return vector
 
-    def calibrate(self, data, *, prior=None, batch_size=32):
-        """Fits the temperature on labelled validation data; returns ``T``.
+    def calibrate(self, data, *, method="auto", prior=None, batch_size=32, **options):
+        """Fits the calibration on labelled validation data; returns the fit.
 
-        ``T`` is the exact minimiser of the NLL of ``softmax(f(x) / T + log(prior))``
-        (:func:`calibkeras.calibration.fit_temperature`), fitted under the prior of the
-        validation data.
+        The scale and bias of :func:`calibkeras.calibration.fit_calibration` on the
+        balanced logits ``f(x)`` of ``data``: the exact minimiser of the NLL of
+        ``softmax(a * f(x) + b + log(prior))``, fitted under the prior of the
+        validation data, are written into :attr:`calibration`.
 
         Args:
             data: labelled data, as for :meth:`predict_balanced_logits`.
+            method: ``"auto"`` (default: chosen by cross-validated NLL, preferring the
+                simpler within one standard error), ``"temperature"``,
+                ``"bias_corrected"`` or ``"vector"``.
             prior: the prior of the validation data: None (default) the training
                 prior (the current prior for a model without class counts);
                 ``"labels"`` its label frequencies; or any other specification.
             batch_size: batch size for array input.
+            **options: further options of ``fit_calibration`` (``n_folds``, ``l2``,
+                ``seed``, ...).
+
+        Returns:
+            The :class:`calibkeras.calibration.CalibrationFit`.
         """
-        from calibkeras.calibration import fit_temperature
+        from calibkeras.calibration import fit_calibration
         from calibkeras.utils.batches import predict_with_labels
 
         check_data_classes(self, data, "data")
@@ -250,9 +265,9 @@ class CalibratedClassifier(keras.Model):
                              else self.prior_shift.prior)
         else:
             fitting_prior = self.resolve_prior(prior, logits=logits, labels=labels)
-        temperature = fit_temperature(logits, labels, prior=fitting_prior)
-        self.calibration.set_temperature(temperature)
-        return temperature
+        fit = fit_calibration(logits, labels, method=method, prior=fitting_prior, **options)
+        self.calibration.set_calibration(fit.scale, fit.bias, fit.method)
+        return fit
 
     def get_config(self):
         return {
@@ -264,6 +279,7 @@ class CalibratedClassifier(keras.Model):
             "class_counts": self.prior_shift.class_counts,
             "class_names": self.prior_shift.class_names,
             "prior": self.prior_shift.prior_argument,
+            "calibration_method": self.calibration.method,
         }
 
     @classmethod

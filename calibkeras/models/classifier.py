@@ -107,8 +107,8 @@ def logits_model(model):
 def probabilities_model(model):
     """A model sharing ``model``'s weights that outputs calibrated probabilities.
 
-    The probabilities are ``softmax(f(x) / T + log(prior))`` with the temperature and
-    prior the model holds when it is called (a later ``set_prior`` applies).
+    The probabilities are ``softmax(a * f(x) + b + log(prior))`` with the calibration
+    and prior the model holds when it is called (a later ``set_prior`` applies).
     """
     probabilities = keras.layers.Softmax(name="probabilities")(model.outputs[0])
     return keras.Model(model.inputs, probabilities)

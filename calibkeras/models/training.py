@@ -1,4 +1,4 @@
-"""The transfer-learning recipe: head, then the top of the backbone, then the temperature.
+"""The transfer-learning recipe: head, then the top of the backbone, then the calibration.
 
 These are the steps ``calibkeras train`` runs; each is a public function so the same
 recipe can be run, or changed, from Python.
@@ -9,6 +9,7 @@ import numbers
 import keras
 import numpy as np
 
+from calibkeras.calibration import CALIBRATION_METHODS
 from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
 from calibkeras.metrics import BalancedAccuracy
@@ -18,6 +19,9 @@ from calibkeras.utils.checks import check_choice, check_class_counts, check_frac
 
 #: The training losses the recipe knows.
 LOSSES = ("logit_adjusted", "crossentropy", "focal")
+
+#: The calibrations the recipe fits: chosen by cross-validation, or one method.
+CALIBRATIONS = ("auto", *CALIBRATION_METHODS)
 
 #: Learning-rate schedules for fine-tuning: constant, or cosine decay to 0 over the epochs.
 SCHEDULES = ("constant", "cosine")
@@ -211,12 +215,14 @@ def fit_calibrated(
     loss="logit_adjusted", head_learning_rate=1e-3, fine_tune_learning_rate=1e-4,
     fine_tune_fraction=1.0, callbacks=None, steps_per_epoch=None, validation_prior=None,
     early_stopping_patience=2, verbose=1, fine_tune_schedule="constant",
-    fine_tune_ema_momentum=None,
+    fine_tune_ema_momentum=None, calibration="auto",
 ):
-    """The whole recipe: head, fine-tune, remove the training prior, fit the temperature.
+    """The whole recipe: head, fine-tune, remove the training prior, fit the calibration.
 
-    After it, the model's balanced logits are calibrated: ``T`` is the exact NLL
-    optimum on ``validation_data`` under ``validation_prior``. The PriorShift layer is
+    After it, the model's balanced logits are calibrated: the calibration
+    (``calibration``: ``"auto"``, the default, picks temperature, bias-corrected or
+    vector scaling by cross-validated NLL; or name one) is the exact NLL optimum on
+    ``validation_data`` under ``validation_prior``. The PriorShift layer is
     left at the uniform prior; set it to the deployment prior you expect.
 
     ``class_counts`` are the counts behind the prior of the *batches* (what the loss
@@ -241,9 +247,11 @@ def fit_calibrated(
 
     Returns:
         A dict with ``head`` and ``fine_tune`` (Keras ``History`` objects or None when
-        the epochs are 0) and ``temperature`` (float).
+        the epochs are 0), ``calibration`` (the
+        :class:`calibkeras.calibration.CalibrationFit`) and ``temperature`` (float).
     """
     check_choice(loss, "loss", LOSSES)
+    check_choice(calibration, "calibration", CALIBRATIONS)
     _check_fine_tune_options(fine_tune_schedule, fine_tune_ema_momentum, prefix="fine_tune_")
     model = check_calibrated_classifier(model)
     check_data_classes(model, train_data, "train_data")
@@ -268,5 +276,7 @@ def fit_calibrated(
         )
     if loss != "logit_adjusted":
         remove_training_prior(model, class_counts)
-    histories["temperature"] = model.calibrate(validation_data, prior=validation_prior)
+    fit = model.calibrate(validation_data, method=calibration, prior=validation_prior)
+    histories["calibration"] = fit
+    histories["temperature"] = fit.temperature
     return histories

@@ -193,7 +193,10 @@ def format_summary_table(summary):
         >>> print(format_summary_table(evaluation_summary(labels, probs, names)))
     """
     has_uncalibrated = bool(summary.get("uncalibrated"))
-    lines = [_header(summary), ""]
+    lines = [_header(summary)]
+    if summary.get("calibration"):
+        lines.append(f"Calibration: {summary['calibration']}")
+    lines.append("")
     rows = metric_rows(summary)
     header = ("metric", "calibrated") + (("uncalibrated",) if has_uncalibrated else ())
     body = [row if has_uncalibrated else row[:2] for row in rows]

@@ -216,6 +216,8 @@ def _meta_line(summary):
              f"{summary.get('num_bins', 15)} bins"]
     if summary.get("temperature") is not None:
         parts.append(f"temperature T = {summary['temperature']:.4g}")
+    if summary.get("calibration"):
+        parts.append(f"calibration: {summary['calibration']}")
     if summary.get("prior_used") is not None:
         parts.append("prior used: " + ", ".join(
             f"{name} {p:.3g}" for name, p in zip(summary["per_class"], summary["prior_used"])))

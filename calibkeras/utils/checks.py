@@ -24,6 +24,17 @@ def check_positive_int(value, name):
     return int(value)
 
 
+def check_int_at_least(value, name, minimum):
+    """Returns ``value`` as an int, or raises if it is not an integer >= ``minimum``."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {_show(value)}")
+    return int(value)
+
+
 def check_bool(value, name):
     """Returns ``value`` as a bool, or raises if it is not True or False (NumPy bools pass)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -377,3 +388,18 @@ def check_class_names(class_names, num_classes=None, name="class_names"):
         raise ValueError(f"`{name}` must be distinct, got duplicates: {_show(duplicates, 120)}")
     return names
 
+
+
+def check_dirichlet(value, name="dirichlet"):
+    """Returns a Dirichlet concentration as a float, or raises unless it is finite and >= 1."""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+        or value < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be a finite number >= 1 (1 is maximum likelihood), got "
+            f"{_show(value)}"
+        )
+    return float(value)

@@ -37,8 +37,7 @@ def main(folder, output):
     train_data, val_data = tiny_setup.load_data(folder)
     with strategy.scope():
         mirrored = tiny_setup.build_model(train_data.class_counts)
-    results["mirrored_variable"] = type(mirrored.get_layer("temperature").log_temperature
-                                        .value).__name__
+    results["mirrored_variable"] = type(mirrored.calibration.scale.value).__name__
     results["mirrored_train"] = tiny_setup.train(mirrored, train_data, val_data)
 
     # Scores on fixed weights: both models hold the mirrored model's final weights.

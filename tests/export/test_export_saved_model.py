@@ -310,12 +310,12 @@ def test_models_outside_the_contract_are_rejected(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_untrained_temperature_warns(tiny, tmp_path):
+def test_unfitted_calibration_warns(tiny, tmp_path):
     (tmp_path / "m" / "1").mkdir(parents=True)
     (tmp_path / "m" / "1" / "saved_model.pb").write_text("an earlier export")
-    with pytest.warns(UserWarning, match=r"T = 1.0 exactly, so it was probably never fitted"):
+    with pytest.warns(UserWarning, match=r"calibration of .* was never fitted"):
         with pytest.raises(FileExistsError):
-            export_saved_model(tiny.build_classifier(temperature=1.0), tmp_path / "m")
+            export_saved_model(tiny.build_classifier(temperature=None), tmp_path / "m")
 
 
 def test_existing_version_needs_overwrite_and_is_replaced_whole(classifier, tmp_path):

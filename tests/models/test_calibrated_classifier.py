@@ -10,7 +10,7 @@ import tensorflow as tf
 from tiny_models import tiny_backbone, tiny_classifier
 
 from calibkeras.calibration import estimate_prior, fit_temperature
-from calibkeras.layers import PriorShift, TemperatureScaling
+from calibkeras.layers import LogitCalibration, PriorShift
 from calibkeras.models import CalibratedClassifier, build_classifier, load_classifier
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -90,7 +90,7 @@ def test_keras_file_round_trip_keeps_predictions_temperature_prior_and_names(tmp
         assert loaded.class_names == NAMES
         assert loaded.image_size == (16, 16)
         assert not loaded.calibration.trainable
-        assert isinstance(loaded.calibration, TemperatureScaling)
+        assert isinstance(loaded.calibration, LogitCalibration)
         assert isinstance(loaded.prior_shift, PriorShift)
 
 
@@ -151,7 +151,7 @@ def test_outputs_are_balanced_logits_over_t_plus_log_prior():
 def test_layers_and_defaults():
     model = tiny_classifier()
     assert [layer.name for layer in model.layers] == [
-        "images", "backbone", "avg_pool", "dropout", "logits", "temperature", "prior_shift"]
+        "images", "backbone", "avg_pool", "dropout", "logits", "calibration", "prior_shift"]
     assert model.class_names == ["0", "1", "2"]
     assert model.temperature == 1.0 and not model.calibration.trainable
     np.testing.assert_allclose(model.prior_shift.prior, np.full(3, 1 / 3))
@@ -259,29 +259,61 @@ def test_estimate_needs_class_counts_and_says_so(features):
 # ------------------------------------------------ calibration
 
 
-def test_calibrate_is_fit_temperature_on_the_balanced_logits(features):
+def test_calibrate_with_temperature_is_fit_temperature_on_the_balanced_logits(features):
     x, y = features
     model = features_model()
     model.compile(keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)
     balanced = model.balanced_logits_model().predict(x, verbose=0)
+
+    def temperature(data, **kwargs):
+        fit = model.calibrate(data, method="temperature", **kwargs)
+        assert model.calibration.method == "temperature"
+        np.testing.assert_allclose(model.calibration.bias.numpy(), 0.0, atol=1e-7)
+        return fit.temperature
+
     # Default: under the training prior (the model has class counts).
-    temperature = model.calibrate((x, y))
-    assert temperature == pytest.approx(fit_temperature(balanced, y, prior=TRAINING_PRIOR),
-                                        rel=1e-6)
-    assert model.temperature == pytest.approx(temperature, rel=1e-6)
+    fitted = temperature((x, y))
+    assert fitted == pytest.approx(fit_temperature(balanced, y, prior=TRAINING_PRIOR),
+                                   rel=1e-6)
+    assert model.temperature == pytest.approx(fitted, rel=1e-6)
     frequencies = np.bincount(y, minlength=3) / len(y)
-    assert model.calibrate((x, y), prior="labels") == pytest.approx(
+    assert temperature((x, y), prior="labels") == pytest.approx(
         fit_temperature(balanced, y, prior=frequencies), rel=1e-6)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(50)
-    assert model.calibrate(dataset, prior="uniform") == pytest.approx(
+    assert temperature(dataset, prior="uniform") == pytest.approx(
         fit_temperature(balanced, y, prior=np.full(3, 1 / 3)), rel=1e-6)
     # Without class counts: under the current prior.
     plain = tiny_classifier(input_shape=(6,), head_kernel_stddev=1.0)
     plain.set_prior([0.2, 0.3, 0.5])
     balanced = np.asarray(plain.balanced_logits(x))
-    assert plain.calibrate((x, y)) == pytest.approx(
+    assert plain.calibrate((x, y), method="temperature").temperature == pytest.approx(
         fit_temperature(balanced, y, prior=[0.2, 0.3, 0.5]), rel=1e-6)
+
+
+def test_calibrate_writes_the_chosen_fit_into_the_layer(features, tmp_path):
+    from calibkeras.calibration import fit_calibration
+
+    x, y = features
+    model = features_model()
+    model.compile(keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    # A per-class bias the logits cannot show: BCTS or vector scaling fits it.
+    kernel, bias = model.head.get_weights()
+    model.head.set_weights([kernel, bias + np.array([2.0, -1.0, -1.0])])
+    balanced = np.asarray(model.balanced_logits(x))
+    fit = model.calibrate((x, y))
+    expected = fit_calibration(balanced, y, prior=TRAINING_PRIOR)
+    assert fit.method == expected.method == model.calibration.method
+    np.testing.assert_allclose(model.calibration.scale.numpy(), expected.scale, rtol=1e-5)
+    np.testing.assert_allclose(model.calibration.bias.numpy(), expected.bias, atol=1e-5)
+    np.testing.assert_allclose(
+        model.probabilities(balanced, "training"),
+        softmax(expected.logits(balanced) + np.log(TRAINING_PRIOR)), atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    loaded = load_classifier(tmp_path / "m.keras")
+    assert loaded.calibration.method == fit.method
+    np.testing.assert_allclose(loaded.calibration.bias.numpy(), model.calibration.bias.numpy())
 
 
 # ------------------------------------------------ backbones
@@ -292,7 +324,7 @@ def test_a_backbone_of_2d_features_needs_no_pooling_and_has_no_image_size(featur
     model = features_model(name="linear")
     assert model.pooling is None
     assert [layer.name for layer in model.layers] == [
-        "images", "backbone", "dropout", "logits", "temperature", "prior_shift"]
+        "images", "backbone", "dropout", "logits", "calibration", "prior_shift"]
     kernel, bias = model.head.get_weights()
     np.testing.assert_allclose(model.predict_on_batch(x[:5]),
                                x[:5] @ kernel + bias + np.log(1 / 3), atol=1e-5)

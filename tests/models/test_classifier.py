@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from calibkeras.layers import PriorShift, TemperatureScaling
+from calibkeras.layers import LogitCalibration, PriorShift
 from calibkeras.losses import LogitAdjustedCrossentropy
 from calibkeras.models import (
     BACKBONES,
@@ -42,21 +42,18 @@ def trained_lite0(toy_data):
     return model, history
 
 
-def test_recipe_fits_temperature_and_keeps_argmax(trained_lite0, toy_data):
+def test_recipe_fits_the_calibration(trained_lite0, toy_data):
     images = toy_data[0]
     model, history = trained_lite0
     assert [layer.name for layer in model.layers] == [
-        "images", "backbone", "avg_pool", "dropout", "logits", "temperature", "prior_shift"
+        "images", "backbone", "avg_pool", "dropout", "logits", "calibration", "prior_shift"
     ]
-    temperature = model.get_layer("temperature").temperature
-    assert history["temperature"] == pytest.approx(temperature, rel=1e-5)
-    assert temperature != pytest.approx(1.0)
-    calibrated = model.predict(images, verbose=0).argmax(1)
-    model.get_layer("temperature").set_temperature(1.0)
-    try:
-        np.testing.assert_array_equal(model.predict(images, verbose=0).argmax(1), calibrated)
-    finally:
-        model.get_layer("temperature").set_temperature(temperature)
+    fit = history["calibration"]
+    assert model.calibration.method == fit.method in ("temperature", "bias_corrected", "vector")
+    np.testing.assert_allclose(model.calibration.scale.numpy(), fit.scale, rtol=1e-6)
+    np.testing.assert_allclose(model.calibration.bias.numpy(), fit.bias, atol=1e-6)
+    assert history["temperature"] == pytest.approx(model.temperature, rel=1e-5)
+    assert set(fit.cv_nll) == {"temperature", "bias_corrected", "vector"}
     probs = probabilities_model(model).predict(images, verbose=0)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
 
@@ -70,9 +67,9 @@ def test_recipe_model_round_trips_through_keras_file(trained_lite0, toy_data, tm
         loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5
     )
     assert loaded.get_layer("prior_shift").class_names == NAMES
-    assert loaded.get_layer("temperature").temperature == pytest.approx(
-        model.get_layer("temperature").temperature, rel=1e-6
-    )
+    assert loaded.calibration.method == model.calibration.method
+    np.testing.assert_allclose(loaded.calibration.scale.numpy(), model.calibration.scale.numpy())
+    np.testing.assert_allclose(loaded.calibration.bias.numpy(), model.calibration.bias.numpy())
 
 
 def test_keras_applications_backbone_fits_and_round_trips(toy_data, tmp_path):
@@ -92,8 +89,8 @@ def test_keras_applications_backbone_fits_and_round_trips(toy_data, tmp_path):
 def test_outputs_are_balanced_logits_plus_log_prior(toy_data):
     images, labels, _, counts = toy_data
     model = build_classifier(3, weights=None, image_size=32, class_counts=counts)
-    model.get_layer("temperature").set_temperature(2.0)
-    model.get_layer("prior_shift").set_prior("training")
+    model.calibration.set_temperature(2.0)
+    model.set_prior("training")
     balanced = model.balanced_logits_model().predict(images[:8], verbose=0)
     with pytest.deprecated_call(match=r"use model.balanced_logits_model\(\)"):
         np.testing.assert_array_equal(logits_model(model).predict(images[:8], verbose=0),
@@ -167,9 +164,9 @@ def test_bad_arguments(kwargs, error, message):
 
 def test_layers_are_calibkeras_layers():
     model = build_classifier(3, weights=None, image_size=32)
-    assert isinstance(model.get_layer("temperature"), TemperatureScaling)
-    assert isinstance(model.get_layer("prior_shift"), PriorShift)
-    assert not model.get_layer("temperature").trainable
+    assert isinstance(model.calibration, LogitCalibration)
+    assert isinstance(model.prior_shift, PriorShift)
+    assert not model.calibration.trainable_weights
 
 
 def test_build_backbone_takes_a_keras_model(tmp_path):
