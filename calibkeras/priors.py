@@ -17,6 +17,7 @@ from calibkeras.utils.checks import (
     _show,
     check_bool,
     check_choice,
+    check_dirichlet,
     check_nonnegative_int,
     check_positive_float,
     check_positive_int,
@@ -218,21 +219,6 @@ DEFAULT_DIRICHLET = 1.1
 BOOTSTRAP_MAX_ITER = 200
 
 
-def _check_dirichlet(dirichlet):
-    """`dirichlet` as a float, or raises unless it is a finite number >= 1."""
-    if (
-        isinstance(dirichlet, (bool, np.bool_))
-        or not isinstance(dirichlet, numbers.Real)
-        or not np.isfinite(dirichlet)
-        or dirichlet < 1
-    ):
-        raise ValueError(
-            "`dirichlet` must be a finite number >= 1 (1 is maximum likelihood), got "
-            f"{_show(dirichlet)}"
-        )
-    return float(dirichlet)
-
-
 def _check_interval(interval):
     """`interval` as a float or None, or raises unless it lies in (0, 1)."""
     if interval is None:
@@ -425,9 +411,12 @@ def estimate_prior(
             2008) between EM steps, kept only when it does not lower the objective, so
             the iterates stay monotone; False runs plain EM steps.
 
-    Each EM step costs two matrix-vector products with ``probs`` (about 0.08 s for
-    N = K = 10,000 in float64 on 2 CPU cores); the bootstrap runs its replicates side by
-    side as matrix-matrix products.
+    Each EM step costs two matrix-vector products with ``probs`` (about 0.1 s for
+    N = K = 10,000 in float64 on 2 CPU cores). On a random Dirichlet matrix of that size
+    the default converges in 15 steps (6 s in all, with the checks and the re-weighting),
+    maximum likelihood with SQUAREM in 189 (21 s), where plain EM had not converged
+    after 1000 (70-80 s). The bootstrap runs its replicates side by side as
+    matrix-matrix products (200 of them: 16 s more at that size).
 
     Returns:
         A :class:`PriorEstimate` ``(prior, probs, n_iter, converged, lower, upper,
@@ -439,7 +428,7 @@ def estimate_prior(
 
     Example:
         >>> estimate = estimate_prior(test_probs, train_prior, interval=0.9)
-        >>> model.prior_shift.set_prior(estimate.prior)
+        >>> model.set_prior(estimate.prior)
         >>> estimate.lower, estimate.upper  # 90% bootstrap interval per class
 
     References:
@@ -453,7 +442,7 @@ def estimate_prior(
     check_choice(method, "method", ("em",))
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_positive_float(tol, "tol")
-    alpha = _check_dirichlet(dirichlet)
+    alpha = check_dirichlet(dirichlet)
     interval = _check_interval(interval)
     n_bootstrap = check_positive_int(n_bootstrap, "n_bootstrap")
     if seed is not None:
@@ -543,11 +532,12 @@ def prior_shift_test(probs, train_prior, *, dirichlet=1.0):
     Example:
         >>> result = prior_shift_test(test_probs, train_prior)
         >>> if result.p_value < 0.01:
-        ...     model.prior_shift.set_prior(result.estimate.prior)
+        ...     model.set_prior(result.estimate.prior)
 
     References:
-        Saerens, Latinne & Decaestecker (2002), section 4 (testing for a change of the
-        priors by a likelihood ratio).
+        Saerens, Latinne & Decaestecker (2002), Adjusting the Outputs of a Classifier
+        to New a Priori Probabilities: A Simple Procedure (which also tests for a
+        change of the priors by a likelihood ratio). Neural Computation 14(1).
     """
     from scipy.stats import chi2  # noqa: PLC0415 (scipy only for this function)
 
