@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import warnings
 
 from calibkeras import workflow
 from calibkeras.workflow import CALIBRATIONS, DEMO_SETTINGS, LOSSES, SAMPLINGS, STRATEGIES
@@ -220,6 +221,7 @@ def _evaluate_command(args):
         json_path=args.json_path, report=args.report, predictions=args.predictions,
         overwrite=args.overwrite, verbose=not args.quiet,
     )
+    print(workflow.format_prior_report(result.summary["prior"]))
     print(format_summary_table(result.summary))
 
 
@@ -227,10 +229,10 @@ def _predict_command(args):
     result = workflow.predict(args.model, args.images, prior=args.prior, costs=args.costs,
                               top_k=args.top_k)
     if args.json:
-        print(json.dumps({"prior": result.prior_name, "predictions": result.predictions},
+        print(json.dumps({"prior": result.prior, "predictions": result.predictions},
                          indent=2))
         return
-    print(f"prior: {result.prior_name}")
+    print(workflow.format_prior_report(result.prior))
     for row in result.predictions:
         shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top_k"])
         print(f"{row['image']}: {shown} -> decision: {row['decision']}")
@@ -279,6 +281,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Warnings (too few images for an estimate, an unfitted calibration) as one line.
+    warnings.formatwarning = lambda message, *_, **__: f"calibkeras: warning: {message}\n"
     try:
         args.handler(args)
     except (OSError, ValueError) as error:  # OSError: files, ports, timeouts

@@ -1,6 +1,7 @@
 """A trained-model folder: model.keras + calibration.json (+ saved_model/ and report/)."""
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ REPORT_DIR = "report"
 
 def _plain(value):
     """JSON-ready copies of NumPy scalars and arrays."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]

@@ -35,6 +35,7 @@ from calibkeras.utils.checks import (
 __all__ = [
     "DEMO_SETTINGS",
     "DEPLOYMENT_PRIORS",
+    "DeploymentPrior",
     "DemoResult",
     "Evaluation",
     "Prediction",
@@ -47,8 +48,10 @@ __all__ = [
     "evaluate",
     "export",
     "format_demo_rows",
+    "format_prior_report",
     "load_labelled_csv",
     "predict",
+    "prior_report",
     "read_costs",
     "train",
 ]
@@ -157,10 +160,10 @@ class Evaluation(NamedTuple):
 
 
 class Prediction(NamedTuple):
-    """What :func:`predict` returns: the prior's description and one dict per image
-    (``image``, ``top_k``, ``decision``, ``probabilities``)."""
+    """What :func:`predict` returns: the prior (:func:`prior_report`) and one dict per
+    image (``image``, ``top_k``, ``decision``, ``probabilities``)."""
 
-    prior_name: str
+    prior: dict
     predictions: list
 
 
@@ -199,8 +202,24 @@ def read_costs(path):
     return costs["cost_matrix"], costs.get("abstain_cost"), costs.get("action_names")
 
 
+class DeploymentPrior(NamedTuple):
+    """A prior of evaluate/predict/export: the vector, its description and, for
+    ``"estimate"``, the :class:`calibkeras.priors.PriorEstimate` (with a 90% bootstrap
+    interval) and the :class:`calibkeras.priors.PriorShiftTest` against the training
+    prior."""
+
+    vector: object
+    name: str
+    estimate: object = None
+    shift_test: object = None
+
+
+#: Fewer images per class than this make an estimated prior too uncertain to trust.
+MIN_IMAGES_PER_CLASS = 10
+
+
 def deployment_prior(model, prior, logits=None):
-    """``(prior vector, description)`` for a ``prior`` of evaluate/predict/export.
+    """The :class:`DeploymentPrior` of a ``prior`` of evaluate/predict/export.
 
     Args:
         model: the :class:`calibkeras.models.CalibratedClassifier`.
@@ -208,23 +227,80 @@ def deployment_prior(model, prior, logits=None):
             ``"uniform"``, ``"estimate"`` (EM on ``logits``), or the path of a JSON file
             ``{"prior": [...]}``, ``[...]`` or ``{"class name": probability, ...}``.
         logits: balanced logits of the images at hand, for ``"estimate"``.
+
+    Warns:
+        UserWarning: ``"estimate"`` on fewer than ``MIN_IMAGES_PER_CLASS`` images per
+            class.
     """
     if prior == "model":
-        return model.prior_shift.prior, "model (saved with the model)"
+        return DeploymentPrior(model.prior_shift.prior, "model (saved with the model)")
+    if prior == "estimate":
+        return _estimated_prior(model, logits)
     if isinstance(prior, str) and prior in DEPLOYMENT_PRIORS:
-        if prior == "estimate" and logits is None:
-            raise ValueError("`prior` 'estimate' needs labelled or unlabelled images to run on")
-        vector = model.resolve_prior(prior, logits=logits)
-        return vector, ("estimate (EM)" if prior == "estimate" else prior)
+        return DeploymentPrior(model.resolve_prior(prior), prior)
     if not (isinstance(prior, str) and prior.endswith(".json")):
         raise ValueError(f"`prior` must be {PRIOR_CHOICES}, got {prior!r}")
     payload = read_json(prior, "prior")
     if isinstance(payload, dict) and "prior" in payload:
         payload = payload["prior"]
     try:
-        return model.resolve_prior(payload), prior
+        return DeploymentPrior(model.resolve_prior(payload), prior)
     except ValueError as error:
         raise ValueError(f"`prior` file '{prior}': {error}") from None
+
+
+def _estimated_prior(model, logits):
+    import warnings
+
+    from calibkeras.priors import prior_shift_test
+
+    if logits is None:
+        raise ValueError("`prior` 'estimate' needs labelled or unlabelled images to run on")
+    num_images, num_classes = logits.shape
+    if num_images < MIN_IMAGES_PER_CLASS * num_classes:
+        warnings.warn(
+            f"`prior` 'estimate' on {num_images} images for {num_classes} classes (fewer "
+            f"than {MIN_IMAGES_PER_CLASS} per class): the estimated prior is uncertain; "
+            "see its interval",
+            UserWarning,
+            stacklevel=3,
+        )
+    estimate = model.estimate_prior(logits, interval=0.9)
+    training = model.prior_shift.training_prior
+    test = prior_shift_test(model.probabilities(logits, training), training)
+    name = (f"estimate (EM on {num_images} images; against the training prior: "
+            f"likelihood-ratio statistic {test.statistic:.1f}, p = {test.p_value:.2g})")
+    return DeploymentPrior(estimate.prior, name, estimate, test)
+
+
+def prior_report(model, choice):
+    """JSON-ready facts of a :class:`DeploymentPrior`: per class the prior and, for an
+    estimate, its 90% interval; and the shift test."""
+    report = {"name": choice.name,
+              "prior": dict(zip(model.class_names, map(float, choice.vector), strict=True))}
+    if choice.estimate is not None:
+        report["interval_90"] = {
+            name: [float(low), float(high)]
+            for name, low, high in zip(model.class_names, choice.estimate.lower,
+                                       choice.estimate.upper, strict=True)
+        }
+        report["shift_test"] = {key: float(getattr(choice.shift_test, key))
+                                for key in ("statistic", "df", "p_value")}
+    return report
+
+
+def format_prior_report(report):
+    """The lines the command prints for a :func:`prior_report`."""
+    lines = [f"prior: {report['name']}"]
+    intervals = report.get("interval_90")
+    width = max(len(name) for name in report["prior"])
+    for name, value in report["prior"].items():
+        extra = ""
+        if intervals:
+            low, high = intervals[name]
+            extra = f"  (90% interval {low:.3f} .. {high:.3f})"
+        lines.append(f"  {name.ljust(width)}  {value:.3f}{extra}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- training
@@ -394,14 +470,16 @@ def _score(model, record, data, prior, title, report_dir=None, verbose=True,
 
     _say(verbose, f"scoring {data.num_examples} images ({title}) ...")
     logits, labels = model.predict_balanced_logits(data, progress=verbose)
-    prior_vector, prior_name = deployment_prior(model, prior, logits)
+    choice = deployment_prior(model, prior, logits)
+    prior_vector = choice.vector
     probs = model.probabilities(logits, prior_vector)
     uncalibrated = model.probabilities(logits, prior_vector, calibrated=False)
     summary = evaluation_summary(
         labels, probs, model.class_names, uncalibrated_probs=uncalibrated,
         prior_used=prior_vector, temperature=model.temperature,
     )
-    summary["prior_name"] = prior_name
+    summary["prior_name"] = choice.name
+    summary["prior"] = prior_report(model, choice)
     summary["calibration"] = record.get("calibration_selection", {}).get(
         "why", f"{model.calibration.method}, T = {model.temperature:.4f}")
     if report_dir is not None:
@@ -515,8 +593,8 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
         except tf.errors.InvalidArgumentError as error:
             raise ValueError(f"image '{path}' does not decode: {error.message}") from None
     logits = classifier.balanced_logits_model().predict(tf.stack(pixels), verbose=0)
-    prior_vector, prior_name = deployment_prior(classifier, prior, logits)
-    probs = classifier.probabilities(logits, prior_vector)
+    choice = deployment_prior(classifier, prior, logits)
+    probs = classifier.probabilities(logits, choice.vector)
     cost_matrix, abstain_cost, action_names = read_costs(costs)
     if cost_matrix is None:
         cost_matrix = 1.0 - np.eye(len(class_names))
@@ -535,7 +613,7 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
             "decision": actions[int(decision)],
             "probabilities": dict(zip(class_names, map(float, row), strict=True)),
         })
-    return Prediction(prior_name, results)
+    return Prediction(prior_report(classifier, choice), results)
 
 
 # --------------------------------------------------------------------------- export
@@ -564,14 +642,14 @@ def export(model, output, *, version=1, costs=None, prior="model", overwrite=Fal
     check_output_dir(Path(output) / str(version), overwrite, argument="output/version",
                      layout="saved_model")
     classifier, _ = load_model_directory(model)
-    prior_vector, prior_name = deployment_prior(classifier, prior)
+    choice = deployment_prior(classifier, prior)
     cost_matrix, abstain_cost, action_names = read_costs(costs)
     path = export_saved_model(
         classifier, output, version=version, cost_matrix=cost_matrix,
-        abstain_cost=abstain_cost, prior=prior_vector, action_names=action_names,
+        abstain_cost=abstain_cost, prior=choice.vector, action_names=action_names,
         overwrite=overwrite,
     )
-    return path, prior_name, verify_saved_model(path, model=None)
+    return path, choice.name, verify_saved_model(path, model=None)
 
 
 # --------------------------------------------------------------------------- demo

@@ -61,7 +61,7 @@ def model():
 
 
 def test_deployment_prior_vocabulary(model, tmp_path):
-    vector, name = workflow.deployment_prior(model, "model")
+    vector, name, *_ = workflow.deployment_prior(model, "model")
     np.testing.assert_allclose(vector, [0.2, 0.3, 0.5])
     assert name.startswith("model")
     for spelling in ("train", "training"):
@@ -90,14 +90,34 @@ def test_deployment_prior_errors_name_the_argument(model, tmp_path):
 
 
 def test_estimated_prior_is_em_on_the_calibrated_posteriors(model):
+    from scipy.stats import chi2
+
     from calibkeras.calibration import estimate_prior
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(200, 3)).astype("float32") * 2
-    vector, name = workflow.deployment_prior(model, "estimate", logits)
+    choice = workflow.deployment_prior(model, "estimate", logits)
     z = logits.astype(np.float64) + np.log([0.6, 0.3, 0.1])
     posteriors = np.exp(z - z.max(axis=1, keepdims=True))
     posteriors /= posteriors.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(vector, estimate_prior(posteriors, [0.6, 0.3, 0.1]).prior,
-                               atol=1e-6)
-    assert name == "estimate (EM)"
+    expected = estimate_prior(posteriors, [0.6, 0.3, 0.1])
+    np.testing.assert_allclose(choice.vector, expected.prior, atol=1e-6)
+    assert np.all(choice.estimate.lower <= choice.vector)
+    assert np.all(choice.vector <= choice.estimate.upper)
+    # The shift test: twice the log-likelihood gain of the ML prior, chi-square, K-1 df.
+    ml = estimate_prior(posteriors, [0.6, 0.3, 0.1], dirichlet=1.0)
+    ratio = ml.prior / np.array([0.6, 0.3, 0.1])
+    statistic = 2 * np.log(posteriors @ ratio).sum()
+    assert choice.shift_test.statistic == pytest.approx(statistic, rel=1e-6)
+    assert choice.shift_test.p_value == pytest.approx(chi2.sf(statistic, 2), rel=1e-6)
+    assert choice.name.startswith("estimate (EM on 200 images")
+    report = workflow.prior_report(model, choice)
+    assert set(report["interval_90"]) == {"cake", "soda", "soup"}
+    text = workflow.format_prior_report(report)
+    assert "90% interval" in text and text.count("\n") == 3
+
+
+def test_estimate_on_few_images_warns(model):
+    logits = np.random.default_rng(1).normal(size=(12, 3)).astype("float32")
+    with pytest.warns(UserWarning, match=r"on 12 images for 3 classes \(fewer than 10 per"):
+        workflow.deployment_prior(model, "estimate", logits)

@@ -670,19 +670,13 @@ def fit_calibration(logits, labels, *, method="auto", prior=None, sample_weight=
             )
         folds = _stratified_folds(data.labels, num_classes, folds_used, seed)
         fold_nll = {name: np.empty(folds_used) for name in CALIBRATION_METHODS}
-        fold_problems = []
+        fold_problems = {name: [] for name in CALIBRATION_METHODS}
         for fold in range(folds_used):
             train, test = data.subset(folds != fold), data.subset(folds == fold)
             fits = _fit_methods(train, CALIBRATION_METHODS, l2, tol, max_iter)
             for name, (scale, bias, problems) in fits.items():
-                fold_problems += [f"{name}: {problem}" for problem in problems]
+                fold_problems[name] += problems
                 fold_nll[name][fold] = _weighted_nll(test, scale, bias)
-        if fold_problems:
-            warnings.warn(
-                f"fit_calibration (method='auto'): {len(fold_problems)} cross-validation "
-                f"fit(s) warned; the first: {fold_problems[0]}",
-                stacklevel=2,
-            )
         cv_nll = {name: float(values.mean()) for name, values in fold_nll.items()}
         best = min(CALIBRATION_METHODS, key=cv_nll.get)
         cv_se = {
@@ -692,6 +686,15 @@ def fit_calibration(logits, labels, *, method="auto", prior=None, sample_weight=
         method = next(
             name for name in CALIBRATION_METHODS if cv_nll[name] - cv_nll[best] <= cv_se[name]
         )
+        # Only the chosen method's fold fits matter: a candidate that warned and lost
+        # (vector scaling on a small validation set, typically) is not the user's concern.
+        if fold_problems[method]:
+            warnings.warn(
+                f"fit_calibration (method='auto'): {len(fold_problems[method])} "
+                f"cross-validation fit(s) of the chosen {method!r} warned; the first: "
+                f"{fold_problems[method][0]}",
+                stacklevel=2,
+            )
 
     scale, bias, problems = _fit_methods(data, (method,), l2, tol, max_iter)[method]
     _warn(problems, method)

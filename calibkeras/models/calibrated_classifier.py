@@ -170,15 +170,26 @@ class CalibratedClassifier(keras.Model):
         calibrated posteriors of ``logits`` (balanced logits) under the training prior;
         ``"labels"`` counts ``labels``; see :func:`calibkeras.priors.resolve_prior`.
         """
-        training = self.prior_shift.training_prior
-        probs = None
         if isinstance(prior, str) and prior == "estimate" and logits is not None:
             self._check_training_prior(prior, name)
-            probs = self.probabilities(logits, training)
+            return self.estimate_prior(logits).prior
         return resolve_prior(
             prior, num_classes=self.num_classes, class_names=self.class_names,
-            training_prior=training, labels=labels, probs=probs, name=name,
+            training_prior=self.prior_shift.training_prior, labels=labels, name=name,
         )
+
+    def estimate_prior(self, logits, **options):
+        """EM for the class prior of images from their balanced ``logits``.
+
+        :func:`calibkeras.priors.estimate_prior` on the calibrated posteriors under the
+        training prior; ``options`` are its keyword options (``dirichlet``,
+        ``interval``, ...). Returns its :class:`calibkeras.priors.PriorEstimate`.
+        """
+        from calibkeras.priors import estimate_prior
+
+        self._check_training_prior("estimate", "prior")
+        training = self.prior_shift.training_prior
+        return estimate_prior(self.probabilities(logits, training), training, **options)
 
     def _check_training_prior(self, prior, name):
         if self.prior_shift.training_prior is None:

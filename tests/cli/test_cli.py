@@ -109,7 +109,14 @@ def test_evaluate_writes_json_report_and_predictions(workspace):
         "--quiet",
     )
     assert "balanced" in result.stdout.lower()
+    assert "prior: estimate (EM on 20 images" in result.stdout
+    assert "90% interval" in result.stdout
+    # 20 images for 10 classes: the estimate is uncertain, and the command says so.
+    assert "calibkeras: warning: `prior` 'estimate' on 20 images for 10 classes" in result.stderr
     scores = json.loads((folder / "eval.json").read_text())
+    assert set(scores["prior"]) == {"name", "prior", "interval_90", "shift_test"}
+    assert 0 <= scores["prior"]["shift_test"]["p_value"] <= 1
+    assert scores["calibration"].split(",")[0] in ("temperature", "bias_corrected", "vector")
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece", "classwise_ece",
                 "adaptive_ece", "mce", "brier", "nll", "per_class", "prior_used",
                 "temperature", "calibration_test", "uncalibrated"):
