@@ -68,5 +68,5 @@ def test_build_classifier_keeps_logits_float32_under_mixed_precision():
     assert model.get_layer("backbone").compute_dtype == "float16"  # the policy holds there
     logits = model.predict_on_batch(np.full((2, 16, 16, 3), 100.0, "float32"))
     assert logits.dtype == np.float32
-    for name in ("logits", "temperature", "prior_shift"):
+    for name in ("logits", "calibration", "prior_shift"):
         assert model.get_layer(name).compute_dtype == "float32", name
