@@ -53,6 +53,7 @@ __all__ = [
     "predict",
     "prior_report",
     "read_costs",
+    "reversed_prior_subset",
     "train",
 ]
 
@@ -689,36 +690,55 @@ def demo(output="calibkeras_demo", *, quick=False, seed=0, overwrite=False, verb
 
 
 def compare_on_test_set(model, record, test, report_dir, verbose=True):
-    """Scores a test set four ways: what calibration and the prior change.
+    """Scores a test set: what calibration and the prior change, and a shifted view.
 
-    Uncalibrated and calibrated under the training prior, calibrated under the prior
-    estimated by EM, and calibrated under the uniform prior; the report (uniform prior,
-    with the training-prior probabilities beside it) goes to ``report_dir``.
+    On the (balanced) test set: uncalibrated and calibrated under the training prior,
+    calibrated under the prior estimated by EM, and calibrated under the uniform prior.
+    Then on a subset drawn with the training prior reversed (:func:`reversed_prior_subset`;
+    a deployment whose rare classes became common): calibrated under the training
+    prior, under the prior EM estimates from the subset's images, and under the true
+    prior of the subset (the oracle). The report (uniform prior, with the
+    training-prior probabilities beside it) goes to ``report_dir``.
 
     Returns:
-        One dict of scores per setting.
+        One dict of scores per setting (``view``: "balanced" or "reversed";
+        ``prior_l1``: the L1 distance of the prior used to the view's true prior).
     """
+    import numpy as np
+
     from calibkeras.reports import evaluation_summary, write_report
 
     _say(verbose, f"scoring the balanced test set ({test.num_examples} images) ...")
     logits, labels = model.predict_balanced_logits(test, progress=verbose)
+    subset, reversed_prior = reversed_prior_subset(labels, model.prior_shift.training_prior)
+    views = {
+        "balanced": (logits, labels, np.bincount(labels, minlength=model.num_classes)
+                     / len(labels)),
+        "reversed": (logits[subset], labels[subset], reversed_prior),
+    }
     settings = [
-        ("uncalibrated, training prior", "training", False),
-        ("calibrated, training prior", "training", True),
-        ("calibrated, prior estimated by EM", "estimate", True),
-        ("calibrated, uniform prior", "uniform", True),
+        ("balanced", "uncalibrated, training prior", "training", False),
+        ("balanced", "calibrated, training prior", "training", True),
+        ("balanced", "calibrated, prior estimated by EM", "estimate", True),
+        ("balanced", "calibrated, uniform prior", "uniform", True),
+        ("reversed", "calibrated, training prior", "training", True),
+        ("reversed", "calibrated, prior estimated by EM", "estimate", True),
+        ("reversed", "calibrated, true prior (oracle)", reversed_prior, True),
     ]
     rows, by_prior = [], {}
-    for name, prior, calibrated in settings:
-        vector = model.resolve_prior(prior, logits=logits)
-        probs = model.probabilities(logits, vector, calibrated=calibrated)
-        summary = evaluation_summary(labels, probs, model.class_names, prior_used=vector,
+    for view, name, prior, calibrated in settings:
+        view_logits, view_labels, true_prior = views[view]
+        vector = model.resolve_prior(prior, logits=view_logits)
+        probs = model.probabilities(view_logits, vector, calibrated=calibrated)
+        summary = evaluation_summary(view_labels, probs, model.class_names, prior_used=vector,
                                      temperature=model.temperature)
-        rows.append({"setting": name, **{k: summary[k] for k in (
-            "balanced_accuracy", "accuracy", "macro_f1", "nll", "brier", "ece")},
-            "ece_perfect_mean": summary["calibration_test"]["ece_perfect_mean"],
-            "ece_p_value": summary["calibration_test"]["p_value"]})
-        if calibrated and prior in ("training", "uniform"):
+        rows.append({"view": view, "num_images": len(view_labels), "setting": name,
+                     **{k: summary[k] for k in (
+                         "balanced_accuracy", "accuracy", "macro_f1", "nll", "brier", "ece")},
+                     "ece_perfect_mean": summary["calibration_test"]["ece_perfect_mean"],
+                     "ece_p_value": summary["calibration_test"]["p_value"],
+                     "prior_l1": float(np.abs(vector - true_prior).sum())})
+        if view == "balanced" and calibrated and prior in ("training", "uniform"):
             by_prior[f"{'train' if prior == 'training' else prior} prior"] = probs
     uniform_prior = model.resolve_prior("uniform")
     uniform = model.probabilities(logits, uniform_prior)
@@ -733,18 +753,53 @@ def compare_on_test_set(model, record, test, report_dir, verbose=True):
     return rows
 
 
+def reversed_prior_subset(labels, training_prior, seed=0):
+    """A subset of a labelled set whose class frequencies are the training prior reversed.
+
+    The class with the largest training prior gets the smallest share and so on
+    (``reversed[k]`` is the training prior of the class of rank ``K - 1 - rank(k)``);
+    each class keeps ``floor(m * reversed[k] / max(reversed))`` of its examples (at
+    least 1; ``m`` the smallest class count), chosen at random (seeded).
+
+    Returns:
+        ``(indices, prior)``: sorted row indices and the subset's class frequencies.
+    """
+    import numpy as np
+
+    training_prior = np.asarray(training_prior, dtype=np.float64)
+    num_classes = len(training_prior)
+    order = np.argsort(training_prior, kind="stable")
+    reversed_prior = np.empty(num_classes)
+    reversed_prior[order] = training_prior[order[::-1]]
+    counts = np.bincount(labels, minlength=num_classes)
+    keep = np.maximum(np.floor(counts.min() * reversed_prior / reversed_prior.max()), 1)
+    rng = np.random.default_rng(seed)
+    indices = np.concatenate([
+        rng.choice(np.flatnonzero(labels == k), int(keep[k]), replace=False)
+        for k in range(num_classes)
+    ])
+    return np.sort(indices), keep / keep.sum()
+
+
 def format_demo_rows(rows):
     """The demo's table of :func:`compare_on_test_set` rows, as text."""
     header = (f"{'setting':36s} {'bal.acc':>7s} {'acc':>6s} {'NLL':>6s} {'Brier':>6s} "
-              f"{'ECE':>6s} {'ECE if calibrated':>17s} {'p':>5s}")
-    lines = ["", "balanced food10 test set (750 images, 75 per class):", header,
-             "-" * len(header)]
+              f"{'ECE':>6s} {'ECE if calibrated':>17s} {'p':>5s} {'prior L1':>8s}")
+    titles = {
+        "balanced": "balanced food10 test set ({n} images):",
+        "reversed": "the test set resampled to the reversed training prior ({n} images):",
+    }
+    lines, view = [], None
     for row in rows:
+        if row["view"] != view:
+            view = row["view"]
+            lines += ["", titles[view].format(n=row["num_images"]), header, "-" * len(header)]
         lines.append(
             f"{row['setting']:36s} {row['balanced_accuracy']:7.3f} {row['accuracy']:6.3f} "
             f"{row['nll']:6.3f} {row['brier']:6.3f} {row['ece']:6.3f} "
-            f"{row['ece_perfect_mean']:17.3f} {row['ece_p_value']:5.2f}"
+            f"{row['ece_perfect_mean']:17.3f} {row['ece_p_value']:5.2f} {row['prior_l1']:8.3f}"
         )
     lines.append("ECE if calibrated: the mean ECE of a perfectly calibrated model with the same "
-                 "confidences on this many images; p: consistency-resampling p-value.")
+                 "confidences on this many images; p: consistency-resampling p-value; prior "
+                 "L1: distance of the prior used to the view's true class frequencies.")
     return "\n".join(lines)

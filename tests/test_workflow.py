@@ -121,3 +121,28 @@ def test_estimate_on_few_images_warns(model):
     logits = np.random.default_rng(1).normal(size=(12, 3)).astype("float32")
     with pytest.warns(UserWarning, match=r"on 12 images for 3 classes \(fewer than 10 per"):
         workflow.deployment_prior(model, "estimate", logits)
+
+
+def test_reversed_prior_subset_reverses_the_training_prior():
+    labels = np.repeat(np.arange(4), 20)
+    training = np.array([0.5, 0.05, 0.3, 0.15])
+    indices, prior = workflow.reversed_prior_subset(labels, training)
+    counts = np.bincount(labels[indices], minlength=4)
+    # Largest training class gets the fewest: ranks reversed, the rarest keeps all 20.
+    np.testing.assert_array_equal(np.argsort(counts), np.argsort(-training))
+    assert counts[1] == 20 and counts[0] == 2  # floor(20 * 0.05 / 0.5) = 2
+    np.testing.assert_allclose(prior, counts / counts.sum())
+    assert len(set(indices.tolist())) == len(indices)
+    again, _ = workflow.reversed_prior_subset(labels, training)
+    np.testing.assert_array_equal(again, indices)
+
+
+def test_demo_table_has_both_views():
+    row = {"balanced_accuracy": 0.7, "accuracy": 0.7, "nll": 0.8, "brier": 0.4, "ece": 0.05,
+           "ece_perfect_mean": 0.03, "ece_p_value": 0.2, "prior_l1": 0.0}
+    rows = [{**row, "view": "balanced", "num_images": 750, "setting": "calibrated, uniform"},
+            {**row, "view": "reversed", "num_images": 300, "setting": "EM", "prior_l1": 0.25}]
+    text = workflow.format_demo_rows(rows)
+    assert "balanced food10 test set (750 images):" in text
+    assert "reversed training prior (300 images):" in text
+    assert text.count("prior L1") == 3 and "   0.250" in text
