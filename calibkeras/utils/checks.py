@@ -97,6 +97,13 @@ def check_choice(value, name, choices):
     return value
 
 
+def _refuse_entries(array, bad, message):
+    """Raises ``message`` naming the first entry of the 2-D ``array`` where ``bad``."""
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"{message}; found {array[row, col]} at row {row}, column {col}")
+
+
 def check_finite_matrix(values, name, num_columns=None):
     """Returns ``values`` as a 2-D float64 array with finite entries, else raises."""
     array = np.asarray(values, dtype=np.float64)
@@ -111,12 +118,7 @@ def check_finite_matrix(values, name, num_columns=None):
         raise ValueError(
             f"`{name}` must have {num_columns} columns, got shape {array.shape}"
         )
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"`{name}` must be finite; found {array[row, col]} at row {row}, column {col}"
-        )
+    _refuse_entries(array, ~np.isfinite(array), f"`{name}` must be finite")
     return array
 
 
@@ -322,19 +324,8 @@ def check_cost_matrix(cost_matrix, num_classes=None, name="cost_matrix"):
             f"`{name}` must have {num_classes} columns (one per class of the model), got "
             f"shape {array.shape}"
         )
-    bad = ~np.isfinite(array)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"`{name}` must be finite; found {array[row, col]} at row {row}, column {col}"
-        )
-    negative = array < 0
-    if negative.any():
-        row, col = np.argwhere(negative)[0]
-        raise ValueError(
-            f"`{name}` must be non-negative (a cost, not a gain); found {array[row, col]} "
-            f"at row {row}, column {col}"
-        )
+    _refuse_entries(array, ~np.isfinite(array), f"`{name}` must be finite")
+    _refuse_entries(array, array < 0, f"`{name}` must be non-negative (a cost, not a gain)")
     return array
 
 
