@@ -448,10 +448,14 @@ def calibration_selection(fit, requested):
     if fit.cv_nll is None:
         why = f"{fit.method} (asked for), T = {fit.temperature:.4f}"
     else:
-        scores = ", ".join(f"{method} {fit.cv_nll[method]:.4f} ± {fit.cv_se[method]:.4f}"
-                           for method in fit.cv_nll)
-        why = (f"{fit.method}, chosen by cross-validated NLL ({scores}; the simplest "
-               f"within one standard error of the best), T = {fit.temperature:.4f}")
+        scores = ", ".join(
+            f"{method} {fit.cv_nll[method]:.4f}"
+            + (f" ± {fit.cv_se[method]:.4f}" if fit.cv_se[method] else "")
+            for method in fit.cv_nll
+        )
+        why = (f"{fit.method}, chosen by cross-validated NLL ({scores}; ± the standard "
+               "error of the difference to the best; the simplest within one standard "
+               f"error of the best), T = {fit.temperature:.4f}")
     return {
         "requested": requested,
         "method": fit.method,
