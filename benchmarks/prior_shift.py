@@ -17,7 +17,9 @@ Methods (everything fitted is fitted once, on the validation half):
   (``none``: the record's probabilities as they are), test posteriors
   ``softmax(fit.logits(log p) + log pi_val)``, then ``estimate_prior(posteriors, pi_val)``
   with its defaults (MAP EM, ``dirichlet=DEFAULT_DIRICHLET`` = 1.1). ``pi_val`` = the
-  validation label frequencies. ``ck auto`` is the calibkeras default, the one the summary
+  validation label frequencies (``ck auto, mean source``: the mean calibrated validation
+  posterior instead, Alexandari et al. section 3.2; not the default, measured to decide
+  whether it should be). ``ck auto`` is the calibkeras default, the one the summary
   scores. ``ck auto a=1`` is the same with ``dirichlet=1`` (maximum likelihood, as the
   peers), to separate the calibration from the Dirichlet prior.
 * ``BBSE`` (Lipton, Wang & Smola 2018), written here: joint confusion matrix
@@ -161,11 +163,12 @@ def contenders(probs, labels, val, test, notes):
         return estimate
 
     methods["ck none"] = (0.0, calibkeras_em(probs[test]))
-    calibrated = {}
+    calibrated, fits = {}, {}
     for method in CK_METHODS:
         fit, seconds, caught = _timed(
             fit_calibration, logits[val], labels[val], method=method, prior=val_prior
         )
+        fits[method] = fit
         calibrated[method] = softmax(fit.logits(logits[test]) + np.log(val_prior), axis=1)
         methods[f"ck {method}"] = (seconds, calibkeras_em(calibrated[method]))
         if method == "auto":
@@ -174,6 +177,16 @@ def contenders(probs, labels, val, test, notes):
         notes.extend(f"fit_calibration({method}) warned: {text}" for text in caught)
     auto = calibrated["auto"]
     methods["ck auto a=1"] = (methods["ck auto"][0], calibkeras_em(auto, dirichlet=1.0))
+    # Alexandari et al. (2020), section 3.2: EM's source prior taken as the mean calibrated
+    # validation posterior (what the calibrated model itself implies) instead of the
+    # validation label frequencies.
+    mean_source = softmax(fits["auto"].logits(logits[val]) + np.log(val_prior), axis=1).mean(0)
+
+    def mean_source_em(rows):
+        result = estimate_prior(auto[rows], mean_source)
+        return result.prior, result.probs
+
+    methods["ck auto, mean source"] = (methods["ck auto"][0], mean_source_em)
 
     predicted = probs.argmax(axis=1)
     confusion = np.zeros((num_classes, num_classes))
