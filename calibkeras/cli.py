@@ -71,13 +71,27 @@ def _add_data_flags(parser, csv_flag, help_text, required=True):
                         help="CSV column of labels (default: label, or the model's)")
 
 
-def _add_prior_flag(parser):
+def _add_prior_flag(parser, estimate=True):
+    """--prior; without ``estimate`` (export: no images to estimate from) it is refused."""
     parser.add_argument(
         "--prior", default="model", metavar="PRIOR",
+        type=str if estimate else _prior_without_estimate,
         help="class prior to predict under: model (the one saved with the model, default), "
-             "train (the training prior), uniform, estimate (EM on the given images) or a "
-             'JSON file {"prior": [...]} or {"class name": probability, ...}',
+             "train (the training prior), uniform, "
+             + ("estimate (EM on the given images), " if estimate else "")
+             + 'or a JSON file {"prior": [...]} or {"class name": probability, ...}',
     )
+
+
+def _prior_without_estimate(text):
+    if text == "estimate":
+        raise argparse.ArgumentTypeError(
+            "export has no images to estimate a prior from: give a prior here, and let the "
+            "deployment estimate its own with the export's estimate_prior signature (or run "
+            "evaluate/predict --prior estimate on your images and pass the result as a JSON "
+            "file)"
+        )
+    return text
 
 
 def build_parser():
@@ -133,7 +147,7 @@ def build_parser():
     export.add_argument("--version", type=_positive_int, default=1, dest="version",
                         help="numeric version folder (default 1)")
     export.add_argument("--costs", metavar="FILE.json", help="cost matrix for `decide`")
-    _add_prior_flag(export)
+    _add_prior_flag(export, estimate=False)
     export.add_argument("--overwrite", action="store_true",
                         help="replace an existing EXPORT_DIR/<version> that is a SavedModel "
                              "(holds saved_model.pb; any other folder is refused); the old "

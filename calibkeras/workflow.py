@@ -162,7 +162,8 @@ class Evaluation(NamedTuple):
 
 class Prediction(NamedTuple):
     """What :func:`predict` returns: the prior (:func:`prior_report`) and one dict per
-    image (``image``, ``top_k``, ``decision``, ``probabilities``)."""
+    image (``image``, ``top_k``, ``decision``, ``expected_costs`` of every action,
+    ``probabilities``)."""
 
     prior: dict
     predictions: list
@@ -581,6 +582,7 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
 
     from calibkeras.calibration.decisions import bayes_decisions
     from calibkeras.data.preprocessing import load_image
+    from calibkeras.metrics.functional import action_expected_costs
     from calibkeras.model_directory import load_model_directory
     from calibkeras.utils.checks import check_cost_matrix
 
@@ -606,16 +608,18 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
         action_names = class_names
     cost_matrix = check_cost_matrix(cost_matrix, len(class_names))
     decisions = bayes_decisions(probs, cost_matrix, abstain_cost)
+    expected = np.asarray(action_expected_costs(probs, cost_matrix, abstain_cost))
     actions = list(action_names or [str(a) for a in range(cost_matrix.shape[0])])
     if abstain_cost is not None:
         actions.append("abstain")
     results = []
-    for path, row, decision in zip(images, probs, decisions, strict=True):
+    for path, row, decision, costs in zip(images, probs, decisions, expected, strict=True):
         top = np.argsort(-row)[:top_k]
         results.append({
             "image": path,
             "top_k": [{"class": class_names[k], "probability": float(row[k])} for k in top],
             "decision": actions[int(decision)],
+            "expected_costs": dict(zip(actions, map(float, costs), strict=True)),
             "probabilities": dict(zip(class_names, map(float, row), strict=True)),
         })
     return Prediction(prior_report(classifier, choice), results)

@@ -150,6 +150,13 @@ def test_predict_gives_probabilities_and_cost_decisions(workspace):
     assert sum(first["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     # Abstaining costs 0, less than any class's expected 0-1 cost: always abstain.
     assert {p["decision"] for p in output["predictions"]} == {"abstain"}
+    # The expected 0-1 cost of action k (a cost file without names: "0".."9", in class
+    # order) is 1 - p_k; abstaining costs 0.
+    for prediction in output["predictions"]:
+        costs = prediction["expected_costs"]
+        assert costs["abstain"] == 0.0
+        for k, probability in enumerate(prediction["probabilities"].values()):
+            assert costs[str(k)] == pytest.approx(1 - probability, abs=1e-6)
 
 
 def test_export_writes_a_verified_version(workspace):
@@ -180,6 +187,8 @@ def test_existing_output_is_not_overwritten(workspace):
         (["train", "--train-csv", "x.csv", "--output", "o", "--epochs", "-1"], 2,
          "expected an integer >= 0"),
         (["evaluate", "--model", "/nonexistent", "--csv", "x.csv"], 1, "is not a folder"),
+        (["export", "--model", "M", "--output", "OUT", "--prior", "estimate"], 2,
+         "export has no images to estimate a prior from"),
         (["train", "--train-csv", "/nonexistent.csv", "--output", "OUT"], 1, "nonexistent.csv"),
     ],
 )
