@@ -105,7 +105,7 @@ def build_parser():
     train = commands.add_parser("train", help="train, calibrate, export and report")
     _add_data_flags(train, "--train-csv", "CSV of training images and labels")
     train.add_argument("--val-csv", metavar="CSV",
-                       help="validation CSV for the temperature (default: a stratified "
+                       help="validation CSV for the calibration (default: a stratified "
                             "split of --train-csv, see --val-fraction)")
     train.add_argument("--val-fraction", type=_fraction, default=0.2,
                        help="share of each class held out without --val-csv (default 0.2)")
@@ -219,11 +219,10 @@ def _train_command(args):
 def _train_config(args):
     """The :class:`calibkeras.workflow.TrainConfig` of parsed ``train`` flags."""
     fields = {field.name for field in dataclasses.fields(workflow.TrainConfig)}
-    values = {name: value for name, value in vars(args).items() if name in fields}
-    values["verbose"] = not args.quiet
-    values["image_column"] = args.image_column or "filepath"
-    values["label_column"] = args.label_column or "label"
-    return workflow.TrainConfig(**values)
+    # Flags left unset (None) take the config's defaults.
+    values = {name: value for name, value in vars(args).items()
+              if name in fields and value is not None}
+    return workflow.TrainConfig(**values, verbose=not args.quiet)
 
 
 def _evaluate_command(args):

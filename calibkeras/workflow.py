@@ -587,6 +587,8 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
     from calibkeras.utils.checks import check_cost_matrix
 
     top_k = check_positive_int(top_k, "top_k")
+    if not images:
+        raise ValueError("`images` is empty: give at least one image file")
     for path in images:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"image '{path}' does not exist")
@@ -749,7 +751,7 @@ def compare_on_test_set(model, record, test, report_dir, verbose=True):
         if view == "balanced" and calibrated and prior in ("training", "uniform"):
             by_prior[f"{'train' if prior == 'training' else prior} prior"] = probs
     uniform_prior = model.resolve_prior("uniform")
-    uniform = model.probabilities(logits, uniform_prior)
+    uniform = by_prior["uniform prior"]  # scored above
     uncalibrated = model.probabilities(logits, uniform_prior, calibrated=False)
     summary = evaluation_summary(
         labels, uniform, model.class_names, uncalibrated_probs=uncalibrated,

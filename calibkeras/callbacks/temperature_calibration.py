@@ -44,8 +44,8 @@ class TemperatureCalibration(keras.callbacks.Callback):
     """At the end of training, fits the model's temperature on validation data.
 
     Calls :func:`calibrate_temperature`: the exact NLL-optimal ``T`` for the balanced
-    logits under the validation prior is written into the model's TemperatureScaling
-    layer, and ``T`` is kept in :attr:`temperature`. Put it last in the callbacks list
+    logits under the validation prior is written into the model's calibration (scale
+    ``1 / T``, no bias), and ``T`` is kept in :attr:`temperature`. Put it last in the callbacks list
     if another callback (EarlyStopping with ``restore_best_weights``) changes the
     weights at the end of training.
 

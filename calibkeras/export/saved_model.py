@@ -244,7 +244,7 @@ def export_saved_model(
     """Exports a calibkeras classifier as a SavedModel that TF Serving serves as it is.
 
     Writes ``export_dir/<version>/`` (TF Serving's layout: it serves the highest
-    numeric version folder) with four signatures. Every input has an unknown shape in
+    numeric version folder) with six signatures. Every input has an unknown shape in
     the SignatureDef and is checked inside the graph, so a bad request fails with an
     ``InvalidArgumentError`` that says what is wrong, whichever client sends it.
 
@@ -282,7 +282,8 @@ def export_saved_model(
     than ``max_image_pixels`` pixels in its header (read before anything is decoded);
     the message names the element ("image_bytes[2] could not be decoded: ..."). One
     bad element fails the whole request, as TF Serving does. An empty batch answers
-    with empty outputs in every signature, without running the network.
+    with empty outputs in the four prediction and decision signatures and is refused by
+    the two ``estimate_prior`` ones, in both cases without running the network.
 
     Probabilities of the first three signatures are
     ``softmax(a * f(x) + b + log(prior))`` with the per-class scale ``a`` and bias ``b``
@@ -335,7 +336,7 @@ def export_saved_model(
             it is not a SavedModel version folder.
 
     Warns:
-        UserWarning: when the temperature is exactly 1.0 (never fitted).
+        UserWarning: when the model's calibration was never fitted.
 
     Example:
         >>> path = export_saved_model(model, "saved_models/food10", version=1,
@@ -394,7 +395,7 @@ def class_outputs(probabilities, class_names):
 
 
 def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_dirichlet):
-    """The ExportArchive with the four signatures and the metadata collections."""
+    """The ExportArchive with the six signatures and the metadata collections."""
     image_size = model.image_size
     num_classes = model.num_classes
 

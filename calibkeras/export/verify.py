@@ -78,20 +78,19 @@ def read_export_metadata(export_dir):
     }
 
 
-def _reference_estimate(probs, log_prior, metadata):
+def _reference_estimate(probs, prior, metadata):
     """``(prior, probabilities)``: NumPy EM on the posteriors ``probs`` (under the
-    exported ``log_prior``), moved to the training prior first, with the export's
+    exported deployment ``prior``), moved to the training prior first, with the export's
     Dirichlet concentration and stopping rule."""
     from calibkeras.export.saved_model import EM_MAX_ITER, EM_TOL
-    from calibkeras.priors import estimate_prior
+    from calibkeras.priors import adjust_to_prior, estimate_prior
 
-    training_log_prior = metadata["training_log_prior"]
-    scores = np.log(np.maximum(probs, np.finfo(np.float64).tiny)) - log_prior
-    under_training = _softmax(scores + training_log_prior)
-    estimate = estimate_prior(under_training, np.exp(training_log_prior),
+    training_prior = np.exp(metadata["training_log_prior"])
+    under_training = adjust_to_prior(probs, prior, training_prior)
+    estimate = estimate_prior(under_training, training_prior,
                               dirichlet=metadata["estimate_dirichlet"], tol=EM_TOL,
                               max_iter=EM_MAX_ITER)
-    return estimate.prior, _softmax(scores + np.log(estimate.prior))
+    return estimate.prior, adjust_to_prior(probs, prior, estimate.prior)
 
 
 def _check_estimate(checker, outputs, prior, probabilities):
@@ -100,12 +99,6 @@ def _check_estimate(checker, outputs, prior, probabilities):
     checker.close("log_prior vs prior", np.exp(outputs["log_prior"]), outputs["prior"])
     if not bool(outputs["converged"]):
         checker.failures.append(f"EM did not converge in {int(outputs['iterations'])} steps")
-
-
-def _softmax(logits):
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _encode_png(images):
@@ -199,7 +192,7 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
       model on :func:`calibkeras.data.preprocessing.decode_images` of the same bytes.
     * ``decide_with_costs``: with the model's *current* ``log_prior`` and the stored
       costs (abstain as an extra row) in the request, probabilities must equal
-      ``softmax(model(x))``, the full Keras model.
+      the model's calibrated probabilities under its own current prior.
 
     Without ``model`` the signatures are checked against each other instead (the
     ``serving_default`` probabilities are the reference).
@@ -285,11 +278,12 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
 
     # References (computed outside the TF1 session's graph).
     if model is not None:
-        scaled = model.calibration(model.balanced_logits(images))
-        scaled_decoded = model.calibration(model.balanced_logits(decoded))
-        probs = _softmax(np.asarray(scaled, dtype=np.float32) + log_prior)
-        probs_decoded = _softmax(np.asarray(scaled_decoded, dtype=np.float32) + log_prior)
-        probs_request = _softmax(np.asarray(model(images, training=False), dtype=np.float32))
+        # One pass through the network per image set; the priors are applied after.
+        logits = np.asarray(model.balanced_logits(images))
+        probs = model.probabilities(logits, metadata["prior"])
+        probs_decoded = model.probabilities(np.asarray(model.balanced_logits(decoded)),
+                                            metadata["prior"])
+        probs_request = model.probabilities(logits)  # the model's own current prior
     elif "serving_default" in served:
         probs = np.asarray(served["serving_default"]["probabilities"], dtype=np.float64)
         probs_decoded = np.asarray(
@@ -301,9 +295,9 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
     estimates = {}
     if probs is not None and metadata["training_log_prior"] is not None:
         estimates = {
-            "estimate_prior": _reference_estimate(probs, log_prior, metadata),
-            "estimate_prior_image_bytes": _reference_estimate(probs_decoded, log_prior,
-                                                              metadata),
+            "estimate_prior": _reference_estimate(probs, metadata["prior"], metadata),
+            "estimate_prior_image_bytes": _reference_estimate(probs_decoded,
+                                                              metadata["prior"], metadata),
         }
 
     signatures = {}

@@ -29,7 +29,7 @@ def build_classifier(
     A :class:`CalibratedClassifier` (see there for the architecture) around
     :func:`calibkeras.models.build_backbone` ``(backbone, weights, (H, W, 3))``.
     Train it with :class:`calibkeras.losses.LogitAdjustedCrossentropy` while the prior
-    is uniform, fit ``T`` with ``model.calibrate(val_data)`` and set the deployment
+    is uniform, fit the calibration with ``model.calibrate(val_data)`` and set the deployment
     prior with ``model.set_prior(...)``.
 
     Args:

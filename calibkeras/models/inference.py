@@ -25,7 +25,7 @@ def predict_balanced_logits(model, data, progress=False):
 
 
 def posterior_probabilities(model, balanced_logits, prior, calibrated=True):
-    """``softmax(f / T + log(prior))``: re-weighting to a prior costs no backbone pass.
+    """``softmax(a * f + b + log(prior))``: re-weighting to a prior costs no backbone pass.
 
     :meth:`calibkeras.models.CalibratedClassifier.probabilities`.
 
@@ -34,7 +34,7 @@ def posterior_probabilities(model, balanced_logits, prior, calibrated=True):
         balanced_logits: ``(N, K)`` from :func:`predict_balanced_logits`.
         prior: any specification of :func:`calibkeras.priors.resolve_prior` that needs
             no data (``K`` probabilities, ``"uniform"``, ``"training"``, a mapping).
-        calibrated: apply the fitted temperature (default True).
+        calibrated: apply the fitted calibration ``a * f + b`` (default True).
 
     Returns:
         float64 ``(N, K)`` probabilities.

@@ -71,26 +71,8 @@ def predict_inputs(predict_on_batch, data, batch_size=32, progress=False):
 
     As :func:`predict_with_labels`, for :func:`iterate_inputs` data.
     """
-    predict_on_batch = _batched(predict_on_batch)
-    bar = keras.utils.Progbar(getattr(data, "num_examples", None), unit_name="image") \
-        if progress else None
-    outputs = []
-    for x in iterate_inputs(data, batch_size):
-        outputs.append(np.asarray(ops.convert_to_numpy(predict_on_batch(x))))
-        if bar is not None:
-            bar.add(len(outputs[-1]))
-    if not outputs:
-        raise ValueError("the data yielded no batches; pass a non-empty dataset")
-    return np.concatenate(outputs)
-
-
-def _batched(predict_on_batch):
-    """A Keras model as a replica-correct batch function; other callables as they are."""
-    if isinstance(predict_on_batch, keras.Model):
-        from calibkeras.distribute import batch_predictor
-
-        return batch_predictor(predict_on_batch)
-    return predict_on_batch
+    batches = ((x, None) for x in iterate_inputs(data, batch_size))
+    return _predict(predict_on_batch, batches, data, progress)[0]
 
 
 def predict_with_labels(predict_on_batch, data, batch_size=32, progress=False):
@@ -104,15 +86,25 @@ def predict_with_labels(predict_on_batch, data, batch_size=32, progress=False):
     for a shuffled dataset. With ``progress=True`` a Keras progress bar counts the
     samples.
     """
-    predict_on_batch = _batched(predict_on_batch)
-    total = getattr(data, "num_examples", None)
-    bar = keras.utils.Progbar(total, unit_name="image") if progress else None
+    batches = ((x, y) for x, y, _ in iterate_batches(data, batch_size))
+    return _predict(predict_on_batch, batches, data, progress)
+
+
+def _predict(predict_on_batch, batches, data, progress):
+    """``(outputs, labels or None)`` of ``(x, y or None)`` batches, in order."""
+    if isinstance(predict_on_batch, keras.Model):
+        from calibkeras.distribute import batch_predictor
+
+        predict_on_batch = batch_predictor(predict_on_batch)
+    bar = keras.utils.Progbar(getattr(data, "num_examples", None), unit_name="image") \
+        if progress else None
     outputs, labels = [], []
-    for x, y, _ in iterate_batches(data, batch_size):
+    for x, y in batches:
         outputs.append(np.asarray(ops.convert_to_numpy(predict_on_batch(x))))
-        labels.append(label_ids(y))
+        if y is not None:
+            labels.append(label_ids(y))
         if bar is not None:
-            bar.add(len(labels[-1]))
+            bar.add(len(outputs[-1]))
     if not outputs:
-        raise ValueError("the validation data yielded no batches; pass a non-empty dataset")
-    return np.concatenate(outputs), np.concatenate(labels)
+        raise ValueError("the data yielded no batches; pass a non-empty dataset")
+    return np.concatenate(outputs), (np.concatenate(labels) if labels else None)
