@@ -526,9 +526,9 @@ def _stratified_folds(labels, num_classes, n_folds, seed):
     return folds
 
 
-def _warn(problems, method, stacklevel=3):
+def _warn(problems, method):
     for problem in problems:
-        warnings.warn(f"fit_calibration (method={method!r}): {problem}", stacklevel=stacklevel)
+        warnings.warn(f"fit_calibration (method={method!r}): {problem}", stacklevel=3)
 
 
 def fit_calibration(logits, labels, *, method="auto", prior=None, sample_weight=None,

@@ -52,23 +52,20 @@ class LogitCalibration(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_classes = check_positive_int(num_classes, "num_classes")
         self.method = str(method)
-        scale = np.ones(self.num_classes) if initial_scale is None else self._vector(
-            initial_scale, "initial_scale")
-        bias = np.zeros(self.num_classes) if initial_bias is None else self._vector(
-            initial_bias, "initial_bias")
-        if np.any(scale <= 0):
-            raise ValueError(
-                f"`initial_scale` must be positive in every class, got {_show(scale.tolist())}"
-            )
+        scale, bias = self._checked(
+            np.ones(self.num_classes) if initial_scale is None else initial_scale,
+            np.zeros(self.num_classes) if initial_bias is None else initial_bias,
+            "initial_",
+        )
         self.initial_scale = None if initial_scale is None else scale.tolist()
-        self.initial_bias = None if initial_bias is None else (bias - bias.mean()).tolist()
+        self.initial_bias = None if initial_bias is None else bias.tolist()
         self.scale = self.add_weight(
             name="scale", shape=(self.num_classes,), trainable=False,
             initializer=keras.initializers.Constant(scale),
         )
         self.bias = self.add_weight(
             name="bias", shape=(self.num_classes,), trainable=False,
-            initializer=keras.initializers.Constant(bias - bias.mean()),
+            initializer=keras.initializers.Constant(bias),
         )
         self.built = True
 
@@ -79,22 +76,29 @@ class LogitCalibration(keras.layers.Layer):
 
     def set_calibration(self, scale, bias, method):
         """Sets the per-class ``scale`` and ``bias`` (``K`` finite numbers each; scale > 0)."""
-        scale = self._vector(scale, "scale")
-        bias = self._vector(bias, "bias")
-        if np.any(scale <= 0):
-            raise ValueError(f"`scale` must be positive in every class, got {_show(scale.tolist())}")
+        scale, bias = self._checked(scale, bias)
         self.scale.assign(scale.astype(self.scale.dtype))
-        self.bias.assign((bias - bias.mean()).astype(self.bias.dtype))
+        self.bias.assign(bias.astype(self.bias.dtype))
         self.method = str(method)
 
-    def _vector(self, values, name):
-        array = np.asarray(values, dtype=np.float64)
-        if array.shape != (self.num_classes,) or not np.all(np.isfinite(array)):
+    def _checked(self, scale, bias, prefix=""):
+        """``(scale, centred bias)`` as float64 ``(K,)`` arrays, else a ValueError naming
+        ``{prefix}scale`` or ``{prefix}bias``."""
+        arrays = []
+        for name, values in ((f"{prefix}scale", scale), (f"{prefix}bias", bias)):
+            array = np.asarray(values, dtype=np.float64)
+            if array.shape != (self.num_classes,) or not np.all(np.isfinite(array)):
+                raise ValueError(
+                    f"`{name}` must be {self.num_classes} finite numbers (one per class), "
+                    f"got {_show(array.tolist())}"
+                )
+            arrays.append(array)
+        scale, bias = arrays
+        if np.any(scale <= 0):
             raise ValueError(
-                f"`{name}` must be {self.num_classes} finite numbers (one per class), got "
-                f"{_show(array.tolist())}"
+                f"`{prefix}scale` must be positive in every class, got {_show(scale.tolist())}"
             )
-        return array
+        return scale, bias - bias.mean()
 
     def set_temperature(self, temperature):
         """Temperature scaling: ``scale = 1 / T`` in every class, no bias."""

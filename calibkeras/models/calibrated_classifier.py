@@ -5,10 +5,11 @@ import copy
 import keras
 import numpy as np
 from keras import ops
+from scipy.special import softmax
 
 from calibkeras.layers import LogitCalibration, PriorShift, TemperatureScaling
 from calibkeras.layers.prior_shift import check_data_classes
-from calibkeras.priors import no_training_prior, resolve_prior
+from calibkeras.priors import PRIOR_ALIASES, no_training_prior, resolve_prior
 from calibkeras.utils.checks import check_positive_int
 
 
@@ -34,8 +35,8 @@ class CalibratedClassifier(keras.Model):
     :class:`calibkeras.losses.LogitAdjustedCrossentropy` while the prior is uniform (the
     head then learns balanced logits), fit the calibration with :meth:`calibrate`
     (temperature, bias-corrected or vector scaling, chosen by cross-validation by
-    default), and choose the deployment prior with :meth:`set_prior`. Logits, calibration and prior stay float32
-    whatever the dtype policy. :func:`calibkeras.models.build_classifier` builds one
+    default), and choose the deployment prior with :meth:`set_prior`. Logits,
+    calibration and prior stay float32 whatever the dtype policy. :func:`calibkeras.models.build_classifier` builds one
     from a backbone name.
 
     Args:
@@ -135,7 +136,12 @@ class CalibratedClassifier(keras.Model):
         return self.calibration.temperature
 
     def balanced_logits(self, images):
-        """Balanced logits ``f(x)`` of a batch of images (inference mode)."""
+        """Balanced logits ``f(x)`` of a batch of images (inference mode).
+
+        Runs the backbone as it is: callers that may see an empty batch guard it (the
+        export with ``tf.cond``, ``batch_predictor`` by padding), since oneDNN refuses
+        zero-row inputs on AVX-512 CPUs.
+        """
         return self._head_logits(images, training=False)
 
     def balanced_logits_model(self):
@@ -147,13 +153,14 @@ class CalibratedClassifier(keras.Model):
         """
         return keras.Model(self.inputs, self.head.output, name=f"{self.name}_balanced_logits")
 
-    def predict_balanced_logits(self, data, progress=False):
+    def predict_balanced_logits(self, data, progress=False, batch_size=32):
         """``(logits, labels)``: balanced logits and integer labels of labelled data.
 
         Args:
             data: a ``LabeledDataset``, a ``tf.data.Dataset`` of ``(images, labels)``
                 batches or a tuple of arrays.
             progress: show a progress bar.
+            batch_size: batch size for array input.
 
         Raises:
             ValueError: a ``LabeledDataset`` whose class list is not the model's.
@@ -161,7 +168,8 @@ class CalibratedClassifier(keras.Model):
         from calibkeras.utils.batches import predict_with_labels
 
         check_data_classes(self, data, "data")
-        return predict_with_labels(self.balanced_logits_model(), data, progress=progress)
+        return predict_with_labels(self.balanced_logits_model(), data, batch_size,
+                                   progress=progress)
 
     def resolve_prior(self, prior, *, logits=None, labels=None, name="prior"):
         """The ``K`` probabilities of a prior specification, for this model.
@@ -211,10 +219,7 @@ class CalibratedClassifier(keras.Model):
             log_prior = ops.convert_to_numpy(self.prior_shift.log_prior).astype(np.float64)
         else:
             log_prior = np.log(self.resolve_prior(prior))
-        scores = ops.convert_to_numpy(logits).astype(np.float64) + log_prior
-        scores -= scores.max(axis=1, keepdims=True)
-        probs = np.exp(scores)
-        return probs / probs.sum(axis=1, keepdims=True)
+        return softmax(ops.convert_to_numpy(logits).astype(np.float64) + log_prior, axis=1)
 
     def set_prior(self, prior, *, data=None):
         """Sets the deployment prior; returns it as a ``(K,)`` float64 array.
@@ -228,16 +233,20 @@ class CalibratedClassifier(keras.Model):
                 labelled data, as for :meth:`predict_balanced_logits`.
         """
         logits = labels = None
-        if isinstance(prior, str) and prior in ("estimate", "labels", "validation"):
+        named = PRIOR_ALIASES.get(prior, prior) if isinstance(prior, str) else None
+        if named in ("estimate", "labels"):
             if data is None:
                 raise ValueError(f"`prior` {prior!r} needs `data`: the images to use")
-            if prior == "estimate":
+            if named == "estimate":
                 from calibkeras.utils.batches import predict_inputs
 
                 self._check_training_prior(prior, "prior")
                 logits = predict_inputs(self.balanced_logits_model(), data)
-            else:
-                _, labels = self.predict_balanced_logits(data)
+            else:  # the labels alone: no pass through the network
+                from calibkeras.utils.batches import labels_of
+
+                check_data_classes(self, data, "data")
+                labels = labels_of(data)
         vector = self.resolve_prior(prior, logits=logits, labels=labels)
         self.prior_shift.set_prior(vector)
         return vector
@@ -266,14 +275,11 @@ class CalibratedClassifier(keras.Model):
             The :class:`calibkeras.calibration.CalibrationFit`.
         """
         from calibkeras.calibration import fit_calibration
-        from calibkeras.utils.batches import predict_with_labels
 
-        check_data_classes(self, data, "data")
-        logits, labels = predict_with_labels(self.balanced_logits_model(), data, batch_size)
+        logits, labels = self.predict_balanced_logits(data, batch_size=batch_size)
         if prior is None:
-            fitting_prior = (self.prior_shift.training_prior
-                             if self.prior_shift.class_counts is not None
-                             else self.prior_shift.prior)
+            training = self.prior_shift.training_prior  # None without class counts
+            fitting_prior = self.prior_shift.prior if training is None else training
         else:
             fitting_prior = self.resolve_prior(prior, logits=logits, labels=labels)
         fit = fit_calibration(logits, labels, method=method, prior=fitting_prior, **options)

@@ -66,6 +66,14 @@ def iterate_inputs(data, batch_size=32):
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+def labels_of(data, batch_size=32):
+    """Integer class ids ``(N,)`` of labelled data, read without running any model."""
+    labels = [label_ids(y) for _, y, _ in iterate_batches(data, batch_size)]
+    if not labels:
+        raise ValueError("the data yielded no batches; pass a non-empty dataset")
+    return np.concatenate(labels)
+
+
 def predict_inputs(predict_on_batch, data, batch_size=32, progress=False):
     """Runs a model over data with or without labels; returns the outputs, in order.
 
