@@ -95,3 +95,40 @@ def nll(probs, labels):
     return -sum(math.log(max(row[y], 1e-12)) for row, y in zip(probs.tolist(), labels)) / len(
         labels
     )
+
+
+def _argmax(row):
+    best = 0
+    for k, p in enumerate(row):
+        if p > row[best]:
+            best = k
+    return best
+
+
+def accuracy(probs, labels):
+    rows = probs.tolist()
+    return sum(_argmax(row) == y for row, y in zip(rows, labels, strict=True)) / len(labels)
+
+
+def balanced_accuracy(probs, labels):
+    # Mean recall over the classes present in labels.
+    rows = probs.tolist()
+    support, hits = {}, {}
+    for row, y in zip(rows, labels, strict=True):
+        y = int(y)
+        support[y] = support.get(y, 0) + 1
+        hits[y] = hits.get(y, 0) + (_argmax(row) == y)
+    return sum(hits[k] / support[k] for k in support) / len(support)
+
+
+def macro_f1(probs, labels):
+    # Mean F1 over the classes present in the labels or the predictions.
+    predicted = [_argmax(row) for row in probs.tolist()]
+    classes = set(int(y) for y in labels) | set(predicted)
+    total = 0.0
+    for k in classes:
+        tp = sum(p == k and y == k for p, y in zip(predicted, labels, strict=True))
+        fp = sum(p == k and y != k for p, y in zip(predicted, labels, strict=True))
+        fn = sum(p != k and y == k for p, y in zip(predicted, labels, strict=True))
+        total += 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return total / len(classes)

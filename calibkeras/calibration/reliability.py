@@ -3,6 +3,7 @@
 import numpy as np
 from keras import ops
 
+from calibkeras.calibration.errors import row_statistics, top_label_bins
 from calibkeras.metrics import functional
 from calibkeras.utils.checks import check_labels, check_positive_int, check_probabilities
 from calibkeras.utils.deprecation import labels_first
@@ -33,9 +34,9 @@ def reliability_curve(labels, probs, num_bins=15):
     probs = check_probabilities(probs)
     labels = check_labels(labels, probs.shape[1], probs.shape[0])
     num_bins = check_positive_int(num_bins, "num_bins")
-    confidence, correct = functional.top_label_outcomes(labels, probs)
-    curve = _curve(functional.bin_statistics(confidence, correct, num_bins), num_bins,
-                   "accuracy")
+    statistics = row_statistics(labels, probs, num_bins, classwise=False)
+    correct = (statistics.predicted == labels).astype(np.float64)
+    curve = _curve(top_label_bins(statistics, correct, num_bins), num_bins, "accuracy")
     return {key: value if key.startswith("bin_") else value[0] for key, value in curve.items()}
 
 
@@ -60,9 +61,9 @@ def classwise_reliability_curve(labels, probs, num_bins=10):
     """Per-class binned points of ``p_k`` against the event ``y = k`` (one-vs-rest).
 
     Uses the equal-width bins on (0, 1] of
-    :func:`calibkeras.metrics.functional.bin_statistics` (the same bins as the classwise
-    ECE of :func:`calibration_errors`): bin ``b`` of class ``k`` holds the samples
-    whose ``p_k`` is in ``(b / B, (b + 1) / B]``.
+    :func:`calibkeras.metrics.functional.bin_statistics`, computed by the same one pass
+    over the rows as the classwise ECE of :func:`calibration_errors`: bin ``b`` of class
+    ``k`` holds the samples whose ``p_k`` is in ``(b / B, (b + 1) / B]``.
 
     Args:
         labels: ``(N,)`` integer class ids.
@@ -83,8 +84,7 @@ def classwise_reliability_curve(labels, probs, num_bins=10):
     probs = check_probabilities(probs)
     labels = check_labels(labels, probs.shape[1], probs.shape[0])
     num_bins = check_positive_int(num_bins, "num_bins")
-    one_hot = functional.labels_to_one_hot(labels, probs)
-    bins = functional.bin_statistics(probs, one_hot, num_bins)
+    bins = row_statistics(labels, probs, num_bins).class_bins
     curve = _curve(bins, num_bins, "frequency")
     curve["ece"] = np.asarray(
         ops.convert_to_numpy(functional.calibration_error_from_bins(*bins)), dtype=np.float64

@@ -24,6 +24,8 @@ import numpy as np
 from keras import ops
 from keras.backend import standardize_dtype
 
+from calibkeras.utils.blocks import row_blocks
+
 #: Probabilities are clipped at this value inside the log of the NLL.
 LOG_CLIP = 1e-12
 
@@ -49,10 +51,11 @@ def in_row_blocks(per_sample_score):
             and y_pred.nbytes > BLOCK_BYTES
         ):
             return per_sample_score(y_true, y_pred, **kwargs)
-        rows = max(1, BLOCK_BYTES // (y_pred.shape[1] * y_pred.itemsize))
         blocks = [
-            per_sample_score(y_true[start:start + rows], y_pred[start:start + rows], **kwargs)
-            for start in range(0, y_pred.shape[0], rows)
+            per_sample_score(y_true[start:stop], y_pred[start:stop], **kwargs)
+            for start, stop in row_blocks(
+                y_pred.shape[0], y_pred.shape[1] * y_pred.itemsize, BLOCK_BYTES
+            )
         ]
         return ops.concatenate(blocks, axis=0)
 
@@ -131,8 +134,7 @@ def brier_score(y_true, y_pred, from_logits=False):
         # Elementwise, not einsum: oneDNN's einsum/matmul kernels refuse the empty
         # batches that tf.distribute hands to replicas on AVX-512 CPUs.
         squares = ops.sum(ops.square(probs), axis=-1)
-        score = squares - 2 * label_values(y_true, probs) + 1
-        return ops.maximum(score, ops.zeros_like(score))
+        return brier_score_from_label_probability(squares, label_values(y_true, probs))
     one_hot = labels_to_one_hot(y_true, probs)
     return ops.sum(ops.square(probs - one_hot), axis=-1)
 
@@ -158,12 +160,50 @@ def negative_log_likelihood(y_true, y_pred, from_logits=False):
     if not _is_one_hot(y_true, y_pred):  # pick each sample's own entry: no one-hot matrix
         if from_logits:
             return ops.logsumexp(y_pred, axis=-1) - label_values(y_true, y_pred)
-        return -ops.log(ops.maximum(label_values(y_true, y_pred), clip))
+        return negative_log_likelihood_from_label_probability(label_values(y_true, y_pred))
     if from_logits:
         log_probs = ops.log_softmax(y_pred, axis=-1)
     else:
         log_probs = ops.log(ops.maximum(y_pred, clip))
     return -ops.sum(labels_to_one_hot(y_true, y_pred) * log_probs, axis=-1)
+
+
+def brier_score_from_label_probability(squared_norm, label_probability):
+    """Per-sample Brier score from its two pieces: ``sum_k p_k**2 - 2 p_y + 1``.
+
+    The sparse-label form of :func:`brier_score`, for callers that already hold the
+    pieces (:func:`calibkeras.calibration.calibration_errors` gathers them in one pass).
+    Rounding can make the sum a hair below 0 for a one-hot prediction; it is clipped
+    at 0.
+
+    Args:
+        squared_norm: ``(N,)`` the sums ``sum_k p_k**2``.
+        label_probability: ``(N,)`` each sample's probability of its label, ``p_y``.
+
+    Returns:
+        Tensor ``(N,)`` with values in [0, 2], in the dtype of ``squared_norm``.
+    """
+    squared_norm = ops.convert_to_tensor(squared_norm)
+    label_probability = ops.cast(label_probability, squared_norm.dtype)
+    score = squared_norm - 2 * label_probability + 1
+    return ops.maximum(score, ops.zeros_like(score))
+
+
+def negative_log_likelihood_from_label_probability(label_probability):
+    """Per-sample ``-ln p_y`` from each sample's probability of its label.
+
+    ``p_y`` is clipped at ``LOG_CLIP`` = 1e-12 inside the log only. The probability
+    form of :func:`negative_log_likelihood`, for callers that hold ``p_y`` already.
+
+    Args:
+        label_probability: ``(N,)`` the probabilities ``p_y``.
+
+    Returns:
+        Tensor ``(N,)`` with values in [0, -ln 1e-12], in the dtype of the input.
+    """
+    label_probability = ops.convert_to_tensor(label_probability)
+    clip = ops.cast(LOG_CLIP, label_probability.dtype)
+    return -ops.log(ops.maximum(label_probability, clip))
 
 
 def top_label_outcomes(y_true, probs):
