@@ -6,31 +6,24 @@ scores, temperature fitting, calibration test, decisions), ``layers``, ``losses`
 ``metrics`` (and ``metrics.functional``), ``callbacks``, ``data`` (tf.data loaders),
 ``datasets`` (the bundled food10 data), ``distribute`` (tf.distribute strategies),
 ``export`` (SavedModel for TF Serving), ``reports`` (plots and HTML reports) and
-``workflow`` (the whole job from Python; the ``calibkeras`` command calls it).
+``workflow`` (the whole job from Python; the ``calibkeras`` command calls it) and
+``choices`` (the names of the options, without TensorFlow).
 See docs/architecture.md.
 """
 
-from calibkeras import (  # noqa: E402
-    calibration,
-    callbacks,
-    data,
-    datasets,
-    distribute,
-    export,
-    layers,
-    losses,
-    metrics,
-    models,
-    priors,
-    reports,
-    workflow,
-)
-from calibkeras._version import __version__  # noqa: E402
+import importlib
 
-__all__ = [
-    "__version__",
+from calibkeras._version import __version__
+
+#: The subpackages, each imported on first use (``calibkeras.models`` or ``from
+#: calibkeras import models``), so that ``import calibkeras`` and the ``calibkeras``
+#: command's ``--help`` do not import TensorFlow. Keras finds calibkeras' layers in a
+#: ``.keras`` file once ``calibkeras.models`` (or ``calibkeras.layers``) is imported;
+#: ``calibkeras.models.load_classifier`` does that itself.
+_SUBPACKAGES = (
     "calibration",
     "callbacks",
+    "choices",
     "data",
     "datasets",
     "distribute",
@@ -42,4 +35,17 @@ __all__ = [
     "priors",
     "reports",
     "workflow",
-]
+)
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_SUBPACKAGES})
+
+
+__all__ = ["__version__", *_SUBPACKAGES]

@@ -3,6 +3,11 @@
 Exit status: 0 on success, 1 for a data or file problem (missing file, bad CSV row,
 existing output folder), 2 for a usage error (unknown flag, bad value). Errors are
 one line on stderr, without a traceback.
+
+TensorFlow is imported only by the commands that run a model: ``--version``,
+``--help`` and usage errors answer at once (the choices come from
+:mod:`calibkeras.choices`, and :mod:`calibkeras.workflow` imports TensorFlow inside
+its functions).
 """
 
 import argparse
@@ -11,6 +16,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 import warnings
 
 from calibkeras import workflow
@@ -18,6 +24,20 @@ from calibkeras.workflow import CALIBRATIONS, DEMO_SETTINGS, LOSSES, SAMPLINGS, 
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
+#: Flags that read a CSV; refused when only folders of class subfolders are given.
+_CSV_FLAGS = {"image_root": "--image-root", "image_column": "--image-column",
+              "label_column": "--label-column", "keep_columns": "--keep-columns"}
+#: The library's Python spellings in messages, and the flags they are in the command.
+_PYTHON_TERMS = {
+    "pass on_bad_image='skip'": "pass --skip-bad-images",
+    "(on_bad_image='skip')": "(--skip-bad-images)",
+    "pass overwrite=True (--overwrite)": "pass --overwrite",
+    "backbone='efficientnet_lite0'": "--backbone efficientnet_lite0",
+    "weights=None": "--weights none",
+    "must be 'imagenet', None or the path of a weights file":
+        "must be imagenet, none or the path of a .weights.h5 file",
+    "expected directory/<class_name>/<image files>": "expected DIR/<class name>/<images>",
+}
 _OVERWRITE_MODEL_HELP = (
     "replace an existing --output folder, but only a model folder that calibkeras wrote "
     "(one with calibration.json; any other folder is refused before training); the old "
@@ -25,11 +45,27 @@ _OVERWRITE_MODEL_HELP = (
 )
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, without breaking a flag at its hyphens (``--val-`` /
+    ``csv``)."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line and exit with status 2."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+class _UsageError(Exception):
+    """A usage error found after parsing (flags that do not go together): exit 2."""
 
 
 def _int_at_least(minimum, description):
@@ -61,14 +97,40 @@ def _fraction(text):
     return value
 
 
-def _add_data_flags(parser, csv_flag, help_text, required=True):
-    parser.add_argument(csv_flag, required=required, metavar="CSV", help=help_text)
+def _column_names(text):
+    """An argparse type: comma-separated column names (``id,name``)."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"expected column names separated by commas (id,name), got {text!r}")
+    return names
+
+
+def _add_data_flags(parser, flags, help_texts, *, columns_default):
+    """A CSV or a folder of class subfolders (exactly one), the CSV's flags and
+    --skip-bad-images.
+
+    Args:
+        parser: the sub-command's parser.
+        flags: ``(CSV flag, folder flag, the folder flag's dest)``.
+        help_texts: the helps of the two.
+        columns_default: what --image-column and --label-column default to, in words.
+    """
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(flags[0], metavar="CSV", help=help_texts[0])
+    source.add_argument(flags[1], metavar="DIR", dest=flags[2], help=help_texts[1])
     parser.add_argument("--image-root", metavar="DIR",
-                        help="folder that relative image paths start from (default: the CSV's)")
+                        help="folder that a CSV's relative image paths start from "
+                             "(default: the CSV's)")
     parser.add_argument("--image-column", default=None, metavar="NAME",
-                        help="CSV column of image paths (default: filepath, or the model's)")
+                        help=f"CSV column of image paths (default: {columns_default[0]})")
     parser.add_argument("--label-column", default=None, metavar="NAME",
-                        help="CSV column of labels (default: label, or the model's)")
+                        help=f"CSV column of labels (default: {columns_default[1]})")
+    parser.add_argument("--skip-bad-images", nargs="?", const=True, metavar="REPORT.csv",
+                        help="leave out missing, unreadable and undecodable images instead "
+                             "of stopping, and list them in REPORT.csv (default: "
+                             "<CSV name>.skipped.csv beside the CSV, <DIR>.skipped.csv "
+                             "beside the folder)")
 
 
 def _add_prior_flag(parser, estimate=True):
@@ -103,30 +165,50 @@ def build_parser():
     commands.required = True
 
     train = commands.add_parser("train", help="train, calibrate, export and report")
-    _add_data_flags(train, "--train-csv", "CSV of training images and labels")
-    train.add_argument("--val-csv", metavar="CSV",
-                       help="validation CSV for the calibration (default: a stratified "
-                            "split of --train-csv, see --val-fraction)")
-    train.add_argument("--val-fraction", type=_fraction, default=0.2,
-                       help="share of each class held out without --val-csv (default 0.2)")
+    _add_data_flags(train, ("--train-csv", "--train-dir", "train_dir"), (
+        "CSV of training images and labels",
+        "folder of training images, one subfolder per class (DIR/<class>/<images>)",
+    ), columns_default=("filepath", "label"))
+    validation = train.add_mutually_exclusive_group()
+    validation.add_argument("--val-csv", metavar="CSV",
+                            help="validation CSV for the calibration (default: a stratified "
+                                 "split of the training data, see --val-fraction)")
+    validation.add_argument("--val-dir", metavar="DIR",
+                            help="validation folder, one subfolder per class (with "
+                                 "--skip-bad-images REPORT.csv its report is REPORT.val.csv)")
+    train.add_argument("--val-fraction", type=_fraction, default=0.2, metavar="F",
+                       help="share of each class held out without --val-csv/--val-dir "
+                            "(default 0.2)")
+    train.add_argument("--class-names", metavar="FILE|a,b,c",
+                       help="the classes in id order (label k is the k-th name): a file with "
+                            "one name per line, or the names separated by commas; names "
+                            "integer labels, and with --train-dir reads only these "
+                            "subfolders (default: the sorted labels or subfolders)")
     _add_training_flags(train)
     train.add_argument("--output", required=True, metavar="DIR", help="folder to write")
     train.set_defaults(handler=_train_command)
 
     evaluate = commands.add_parser("evaluate", help="score a trained model on labelled images")
     evaluate.add_argument("--model", required=True, metavar="DIR", help="a trained model folder")
-    _add_data_flags(evaluate, "--csv", "CSV of images and labels to score")
+    _add_data_flags(evaluate, ("--csv", "--dir", "directory"), (
+        "CSV of images and labels to score",
+        "folder of images to score, one subfolder per class named as the model's classes",
+    ), columns_default=("the model's", "the model's"))
     _add_prior_flag(evaluate)
     evaluate.add_argument("--json", metavar="OUT", dest="json_path",
                           help="write the scores as JSON here")
     evaluate.add_argument("--report", metavar="DIR", help="write plots and report.html here")
     evaluate.add_argument("--predictions", metavar="FILE.csv",
                           help="write one row per image: path, label, prediction, probabilities")
+    evaluate.add_argument("--keep-columns", type=_column_names, metavar="NAME,...",
+                          help="columns of --csv to copy into --predictions, first (e.g. an "
+                               "id to join the results back on)")
     evaluate.add_argument("--overwrite", action="store_true",
                           help="replace existing --json and --predictions files and a "
                                "--report folder that calibkeras wrote (one with "
                                "report.html and summary.json; any other folder is refused)")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    evaluate.add_argument("--quiet", action="store_true",
+                          help="no progress output (the scores are still printed)")
     evaluate.set_defaults(handler=_evaluate_command)
 
     predict = commands.add_parser("predict", help="calibrated probabilities and decisions")
@@ -136,7 +218,8 @@ def build_parser():
                          help='decision costs: {"cost_matrix": [[...]], "abstain_cost": x, '
                               '"action_names": [...]} (default: 0-1 loss, i.e. argmax)')
     _add_prior_flag(predict)
-    predict.add_argument("--top-k", type=_positive_int, default=3, help="classes to show")
+    predict.add_argument("--top-k", type=_positive_int, default=3, metavar="K",
+                         help="classes to show (default 3)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict.set_defaults(handler=_predict_command)
 
@@ -144,7 +227,7 @@ def build_parser():
     export.add_argument("--model", required=True, metavar="DIR", help="a trained model folder")
     export.add_argument("--output", required=True, metavar="EXPORT_DIR",
                         help="base folder; the export goes to EXPORT_DIR/<version>/")
-    export.add_argument("--version", type=_positive_int, default=1, dest="version",
+    export.add_argument("--version", type=_positive_int, default=1, dest="version", metavar="N",
                         help="numeric version folder (default 1)")
     export.add_argument("--costs", metavar="FILE.json", help="cost matrix for `decide`")
     _add_prior_flag(export, estimate=False)
@@ -159,32 +242,34 @@ def build_parser():
                       help="folder to write (default ./calibkeras_demo)")
     demo.add_argument("--quick", action="store_true",
                       help=f"smaller and shorter ({DEMO_SETTINGS['quick']}), under 3 minutes")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     demo.add_argument("--overwrite", action="store_true", help=_OVERWRITE_MODEL_HELP)
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--quiet", action="store_true",
+                      help="no progress output (the results are still printed)")
     demo.set_defaults(handler=_demo_command)
     return parser
 
 
 def _add_training_flags(parser):
     from_models = ("efficientnet_lite0, efficientnet_b0..b7, efficientnet_v2_b0..b3/s/m/l")
-    parser.add_argument("--backbone", default="efficientnet_lite0", help=from_models)
-    parser.add_argument("--weights", default="imagenet",
+    parser.add_argument("--backbone", default="efficientnet_lite0", metavar="NAME",
+                        help=from_models + " (default efficientnet_lite0, offline)")
+    parser.add_argument("--weights", default="imagenet", metavar="WEIGHTS",
                         help="imagenet (default), none, or a local .weights.h5 file")
-    parser.add_argument("--image-size", type=_positive_int, default=224,
+    parser.add_argument("--image-size", type=_positive_int, default=224, metavar="PX",
                         help="square image size in pixels (default 224, Lite0's ImageNet "
                              "size: it beats the images' own 160 px, see BENCHMARKS.md)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32,
+    parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="global batch size, split across replicas and workers (default 32)")
-    parser.add_argument("--epochs", type=_non_negative_int, default=5,
+    parser.add_argument("--epochs", type=_non_negative_int, default=5, metavar="N",
                         help="epochs of head training, backbone frozen (default 5)")
-    parser.add_argument("--fine-tune-epochs", type=_non_negative_int, default=6,
+    parser.add_argument("--fine-tune-epochs", type=_non_negative_int, default=6, metavar="N",
                         help="at most this many epochs of fine-tuning the backbone, stopped "
                              "early when the validation NLL stops improving (default 6)")
-    parser.add_argument("--fine-tune-fraction", type=_fraction, default=1.0,
+    parser.add_argument("--fine-tune-fraction", type=_fraction, default=1.0, metavar="F",
                         help="share of backbone layers to fine-tune, from the top; BatchNorm "
                              "stays frozen (default 1.0)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3,
+    parser.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
                         help="head learning rate; fine-tuning uses a tenth (default 1e-3)")
     parser.add_argument("--calibration", choices=CALIBRATIONS, default="auto",
                         help="auto (default: temperature, bias_corrected or vector scaling, "
@@ -196,11 +281,12 @@ def _add_training_flags(parser):
     parser.add_argument("--sampling", choices=SAMPLINGS, default="natural",
                         help="batch sampling (default natural; balanced changes the prior "
                              "the model sees, which calibkeras then corrects)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",
                         help="tf.distribute strategy (multi_worker reads TF_CONFIG)")
     parser.add_argument("--overwrite", action="store_true", help=_OVERWRITE_MODEL_HELP)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output (the final \"wrote ...\" line is still printed)")
 
 
 def _version():
@@ -213,29 +299,92 @@ def _version():
 
 
 def _train_command(args):
-    workflow.train(_train_config(args))
+    from calibkeras.model_directory import CALIBRATION_FILE, MODEL_FILE, REPORT_DIR, SAVED_MODEL_DIR
+
+    result = workflow.train(_train_config(args))
+    if result.output is not None:
+        print(f"wrote {result.output}/ ({MODEL_FILE}, {CALIBRATION_FILE}, "
+              f"{SAVED_MODEL_DIR}/1/, {REPORT_DIR}/)")
 
 
 def _train_config(args):
-    """The :class:`calibkeras.workflow.TrainConfig` of parsed ``train`` flags."""
+    """The :class:`calibkeras.workflow.TrainConfig` of parsed ``train`` flags.
+
+    Raises:
+        _UsageError: flags that do not go together, or a bad value.
+        FileNotFoundError, ValueError: a ``--class-names`` file that is missing or
+            holds no names.
+    """
+    _refuse_csv_flags(args, {"train_csv": "--train-csv", "val_csv": "--val-csv"})
     fields = {field.name for field in dataclasses.fields(workflow.TrainConfig)}
     # Flags left unset (None) take the config's defaults.
     values = {name: value for name, value in vars(args).items()
               if name in fields and value is not None}
-    return workflow.TrainConfig(**values, verbose=not args.quiet)
+    if args.class_names is not None:
+        values["class_names"] = _class_names(args.class_names)
+    try:
+        return workflow.TrainConfig(**values, verbose=not args.quiet)
+    except ValueError as error:
+        raise _UsageError(str(error)) from None
+
+
+def _class_names(text):
+    """The names of ``--class-names``: ``a,b,c``, or a file with one name per line."""
+    if "," in text:
+        names = [name.strip() for name in text.split(",")]
+        if not all(names):
+            raise _UsageError(f"`--class-names` {text!r} has an empty name; give the names "
+                              "separated by commas (a,b,c), or a file with one per line")
+        return names
+    if not os.path.isfile(text):
+        raise FileNotFoundError(
+            f"`--class-names` file '{text}' does not exist; give a file with one class name "
+            "per line, or the names separated by commas (a,b,c)")
+    with open(text, encoding="utf-8-sig") as file:
+        names = [line.strip() for line in file if line.strip()]
+    if not names:
+        raise ValueError(f"`--class-names` file '{text}' holds no class names; write one "
+                         "name per line, in id order")
+    return names
+
+
+def _refuse_csv_flags(args, csv_flags):
+    """Refuses the flags that read a CSV when the command has no CSV (only folders).
+
+    Args:
+        args: the parsed flags.
+        csv_flags: ``{dest: flag}`` of the command's CSV inputs.
+    """
+    if any(getattr(args, dest) is not None for dest in csv_flags):
+        return
+    given = [flag for dest, flag in _CSV_FLAGS.items() if getattr(args, dest, None) is not None]
+    if given:
+        raise _UsageError(
+            f"{given[0]} applies to CSV files ({', '.join(csv_flags.values())}), and none is "
+            f"given: a folder of class subfolders holds its own images; leave {given[0]} out")
 
 
 def _evaluate_command(args):
     from calibkeras.reports import format_summary_table
 
+    _refuse_csv_flags(args, {"csv": "--csv"})
+    if args.keep_columns is not None and args.predictions is None:
+        raise _UsageError("--keep-columns copies columns into --predictions: give "
+                          "--predictions FILE.csv too")
     result = workflow.evaluate(
-        args.model, args.csv, prior=args.prior, image_root=args.image_root,
-        image_column=args.image_column, label_column=args.label_column,
+        args.model, args.csv, directory=args.directory, prior=args.prior,
+        image_root=args.image_root, image_column=args.image_column,
+        label_column=args.label_column, skip_bad_images=args.skip_bad_images or False,
         json_path=args.json_path, report=args.report, predictions=args.predictions,
-        overwrite=args.overwrite, verbose=not args.quiet,
+        keep_columns=args.keep_columns, overwrite=args.overwrite, verbose=not args.quiet,
     )
     print(workflow.format_prior_report(result.summary["prior"]))
     print(format_summary_table(result.summary))
+    for path in (args.json_path, args.predictions):
+        if path is not None:
+            print(f"wrote {path}")
+    if args.report is not None:
+        print(f"wrote {args.report}/ (report.html, summary.json and plots)")
 
 
 def _predict_command(args):
@@ -289,30 +438,104 @@ def _in_flags(message, flags):
     return re.sub(r"`([\w/]+)`", lambda m: f"`{flags.get(m.group(1), m.group(1))}`", message)
 
 
+def _in_user_terms(message, flags):
+    """``message`` as one line, in the command's terms: flags for argument names
+    (:func:`_in_flags`) and for the library's Python spellings (``weights=None``)."""
+    message = " ".join(line.strip() for line in str(message).splitlines())
+    for python, flag in _PYTHON_TERMS.items():
+        message = message.replace(python, flag)
+    return _in_flags(message, flags)
+
+
+def _quiet_tensorflow():
+    """Keeps TensorFlow's C++ logs below ``TF_CPP_MIN_LOG_LEVEL`` off stderr (default
+    2: errors only); must run before TensorFlow loads."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+#: A TensorFlow C++ log line ("I0000 00:00:... port.cc:153] oneDNN ..."): its severity.
+_TF_LOG_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:")
+_TF_SEVERITIES = "IWEF"  # index = the TF_CPP_MIN_LOG_LEVEL that shows it
+
+
+def _import_tensorflow():
+    """Imports TensorFlow, holding back the start-up lines that its C++ libraries write
+    before their logging reads ``TF_CPP_MIN_LOG_LEVEL`` (oneDNN, CUDA and CPU-feature
+    notes, twice, which the variable alone does not hide in TF 2.21): lines below
+    that level are dropped, every other line it writes is passed on to stderr."""
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        level = 0
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr file descriptor to hold back
+        import tensorflow  # noqa: F401
+
+        return
+    import tempfile
+
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines()
+            sys.stderr.write("".join(f"{line}\n" for line in _shown_log_lines(lines, level)))
+
+
+def _shown_log_lines(lines, level):
+    """The ``lines`` that ``TF_CPP_MIN_LOG_LEVEL`` ``level`` shows; a line without a
+    severity prefix shares the fate of the log line before it."""
+    shown = True
+    for line in lines:
+        match = _TF_LOG_LINE.match(line)
+        if match:
+            shown = _TF_SEVERITIES.index(match.group(1)) >= level
+        elif line.startswith("WARNING: All log messages before absl::InitializeLog()"):
+            shown = level < 1
+        if shown:
+            yield line
+
+
 def main(argv=None):
     """Runs the ``calibkeras`` command; returns the exit status."""
+    _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # Warnings (too few images for an estimate, an unfitted calibration) as one line.
-    warnings.formatwarning = lambda message, *_, **__: f"calibkeras: warning: {message}\n"
+    flags = _flag_names(parser, args.command)
+    # Warnings (too few images for an estimate, skipped images) as one line, in flags.
+    warnings.formatwarning = (
+        lambda message, *_, **__: f"calibkeras: warning: {_in_user_terms(message, flags)}\n")
+    prefix = f"calibkeras {args.command}: error:"
     try:
+        _import_tensorflow()  # every command runs a model
         args.handler(args)
+    except _UsageError as error:
+        print(f"{prefix} {_in_user_terms(error, flags)} (see --help)", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, ValueError) as error:  # OSError: files, ports, timeouts
-        message = " ".join(line.strip() for line in str(error).splitlines()) or repr(error)
-        message = _in_flags(message, _flag_names(parser, args.command))
-        print(f"calibkeras {args.command}: error: {message}", file=sys.stderr)
+        print(f"{prefix} {_in_user_terms(error, flags) or repr(error)}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
         print(f"calibkeras {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:
+        if isinstance(error, RuntimeError) and str(error).startswith("could not download"):
+            # An offline keras.applications backbone; the message names the offline options.
+            print(f"{prefix} {_in_user_terms(error, flags)}", file=sys.stderr)
+            return EXIT_DATA
         # TensorFlow's OpErrors (a worker that died, an image that fails mid-epoch).
         if not type(error).__module__.startswith("tensorflow") or not hasattr(error, "message"):
             raise
         message = " ".join(line.strip() for line in error.message.splitlines())
-        print(f"calibkeras {args.command}: error: {type(error).__name__}: {message}",
-              file=sys.stderr)
+        print(f"{prefix} {type(error).__name__}: {message}", file=sys.stderr)
         return EXIT_DATA
     return 0
 

@@ -12,6 +12,7 @@ A trained model folder (:mod:`calibkeras.model_directory`) holds ``model.keras``
 command's flags without the dashes (``image_root`` is ``--image-root``).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,11 +22,11 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from calibkeras.data.sampling import SAMPLING_MODES as SAMPLINGS
-from calibkeras.distribute.strategies import STRATEGIES
-from calibkeras.models.training import CALIBRATIONS, LOSSES
+from calibkeras.choices import CALIBRATIONS, LOSSES, STRATEGIES
+from calibkeras.choices import SAMPLING_MODES as SAMPLINGS
 from calibkeras.utils.checks import (
     check_choice,
+    check_class_names,
     check_fraction,
     check_nonnegative_int,
     check_positive_float,
@@ -50,6 +51,7 @@ __all__ = [
     "format_demo_rows",
     "format_prior_report",
     "load_labelled_csv",
+    "load_labelled_data",
     "predict",
     "prior_report",
     "read_costs",
@@ -74,13 +76,26 @@ class TrainConfig:
     """What :func:`train` does; every field is a flag of ``calibkeras train``.
 
     Attributes:
-        train_csv: CSV of training images and labels.
+        train_csv: CSV of training images and labels; or give ``train_dir``.
+        train_dir: folder of training images, one subfolder per class
+            (:func:`calibkeras.data.dataset_from_directory`); or give ``train_csv``.
         output: the model folder to write.
-        val_csv: validation CSV for the calibration (default: a stratified split of
-            ``train_csv``, see ``val_fraction``).
-        val_fraction: share of each class held out without ``val_csv``, in (0, 1].
-        image_root: folder relative image paths start from (default: the CSV's).
+        val_csv, val_dir: validation data for the calibration, a CSV or a folder of
+            class subfolders (at most one; default: a stratified split of the
+            training data, see ``val_fraction``).
+        val_fraction: share of each class held out without ``val_csv``/``val_dir``,
+            in (0, 1].
+        class_names: the classes in id order (label id ``k`` is ``class_names[k]``),
+            or None (default): the sorted labels, the sorted subfolders of
+            ``train_dir``, or "0", "1", ... for integer labels.
+        image_root: folder relative image paths of the CSVs start from (default: each
+            CSV's folder).
         image_column, label_column: CSV columns (default ``filepath`` and ``label``).
+        skip_bad_images: False (default: a missing, unreadable or undecodable image
+            stops with an error naming it), True (leave such images out and write a
+            report at each loader's default place) or the path of the report CSV;
+            with separate validation data, its report goes beside it as
+            ``<name>.val.csv``.
         backbone: ``efficientnet_lite0`` (default) or a keras.applications EfficientNet.
         weights: ``"imagenet"`` (default), None (random) or a ``.weights.h5`` file.
         image_size: square image size in pixels (default 224).
@@ -104,10 +119,13 @@ class TrainConfig:
     6
     """
 
-    train_csv: str
     output: str
+    train_csv: str | None = None
+    train_dir: str | None = None
     val_csv: str | None = None
+    val_dir: str | None = None
     val_fraction: float = 0.2
+    class_names: tuple | None = None
     image_root: str | None = None
     image_column: str = "filepath"
     label_column: str = "label"
@@ -124,10 +142,16 @@ class TrainConfig:
     sampling: str = "natural"
     seed: int = 0
     strategy: str = "default"
+    skip_bad_images: bool | str = False
     overwrite: bool = False
     verbose: bool = True
 
     def __post_init__(self):
+        _check_one_source(("train_csv", self.train_csv), ("train_dir", self.train_dir),
+                          required=True)
+        _check_one_source(("val_csv", self.val_csv), ("val_dir", self.val_dir))
+        object.__setattr__(self, "class_names", check_class_names(self.class_names))
+        _bad_image_options(self.skip_bad_images)
         check_positive_int(self.image_size, "image_size")
         check_positive_int(self.batch_size, "batch_size")
         check_nonnegative_int(self.epochs, "epochs")
@@ -141,13 +165,44 @@ class TrainConfig:
         check_choice(self.strategy, "strategy", STRATEGIES)
 
 
+def _check_one_source(*sources, required=False):
+    """Refuses two data sources given for one set (and none, when ``required``)."""
+    given = [name for name, value in sources if value is not None]
+    names = " or ".join(f"`{name}`" for name, _ in sources)
+    if len(given) > 1:
+        raise ValueError(f"give {names}, not both: a CSV of image paths and labels, or a "
+                         "folder with one subfolder of images per class")
+    if required and not given:
+        raise ValueError(f"give {names}: a CSV of image paths and labels, or a folder "
+                         "with one subfolder of images per class")
+
+
+def _bad_image_options(skip_bad_images, suffix=""):
+    """The loader options of a ``skip_bad_images`` value (False, True or a report path);
+    ``suffix`` goes before the report's extension (``".val"``: ``bad.val.csv``)."""
+    if skip_bad_images is False:
+        return {}
+    if skip_bad_images is True:
+        return {"on_bad_image": "skip"}
+    if not isinstance(skip_bad_images, (str, os.PathLike)) or not os.fspath(skip_bad_images):
+        raise ValueError("`skip_bad_images` must be False, True or the path of the report "
+                         f"CSV, got {skip_bad_images!r}")
+    report = os.fspath(skip_bad_images)
+    if suffix:
+        stem, extension = os.path.splitext(report)
+        report = f"{stem}{suffix}{extension}"
+    return {"on_bad_image": "skip", "bad_image_report": report}
+
+
 class TrainResult(NamedTuple):
-    """What :func:`train` returns: the model, its calibration.json record, and
-    whatever the ``evaluation`` callable returned (None without one)."""
+    """What :func:`train` returns: the model, its calibration.json record, whatever
+    the ``evaluation`` callable returned (None without one), and the model folder
+    written (None on a multi-worker worker other than the chief: it writes nothing)."""
 
     model: object
     record: dict
     extra: object
+    output: str | None = None
 
 
 class Evaluation(NamedTuple):
@@ -310,9 +365,10 @@ def format_prior_report(report):
 
 def _training_data(config, image_size):
     """Training and validation LabeledDatasets of a :class:`TrainConfig`."""
-    from calibkeras.data import dataset_from_csv, dataset_from_dataframe, stratified_split
+    from calibkeras.data import dataset_from_dataframe
 
     common = {
+        "image_root": config.image_root,
         "image_column": config.image_column,
         "label_column": config.label_column,
         "image_size": image_size,
@@ -320,23 +376,126 @@ def _training_data(config, image_size):
     }
     training = {"shuffle": True, "augment": True, "seed": config.seed,
                 "sampling": config.sampling, "cache": True}
-    if config.val_csv:
-        train = dataset_from_csv(config.train_csv, image_root=config.image_root,
-                                 **common, **training)
-        val = dataset_from_csv(config.val_csv, image_root=config.image_root,
-                               class_names=train.class_names, cache=True, **common)
+    train_source = _source(config.train_csv, config.train_dir, "train")
+    if config.val_csv or config.val_dir:
+        train = load_labelled_data(*train_source, class_names=config.class_names,
+                                   **_bad_image_options(config.skip_bad_images),
+                                   **common, **training)
+        with _named_in_errors({"`class_names`": "the training data's classes"}):
+            val = load_labelled_data(*_source(config.val_csv, config.val_dir, "val"),
+                                     class_names=train.class_names, cache=True,
+                                     **_bad_image_options(config.skip_bad_images, ".val"),
+                                     **common)
         return train, val
-    # Check every row once with the CSV's line numbers, then split without re-checking.
-    whole = dataset_from_csv(config.train_csv, image_root=config.image_root, **common)
-    root = config.image_root or os.path.dirname(os.path.abspath(config.train_csv))
-    train_rows, val_rows = stratified_split(
-        config.train_csv, val_fraction=config.val_fraction, seed=config.seed,
-        label_column=config.label_column,
-    )
-    split = {"image_root": root, "class_names": whole.class_names, "validate_images": False}
-    train = dataset_from_dataframe(train_rows, **split, **common, **training)
-    val = dataset_from_dataframe(val_rows, **split, cache=True, **common)
+    # Check every image once (with its CSV line), then split the good ones unchecked.
+    whole = load_labelled_data(*train_source, class_names=config.class_names,
+                               **_bad_image_options(config.skip_bad_images), **common)
+    train_rows, val_rows = _validation_split(whole, config, train_source)
+    split = {"class_names": whole.class_names, "validate_images": False,
+             "image_size": image_size, "batch_size": config.batch_size}
+    train = dataset_from_dataframe(train_rows, **split, **training)
+    val = dataset_from_dataframe(val_rows, **split, cache=True)
     return train, val
+
+
+def _source(csv, directory, prefix):
+    """``(csv, directory, csv argument, directory argument)`` of one data set."""
+    return csv, directory, f"{prefix}_csv", f"{prefix}_dir"
+
+
+def _validation_split(whole, config, source):
+    """The stratified split of checked training data (:func:`stratified_split`) into
+    training and validation rows, refusing a class that validation would lack."""
+    import numpy as np
+    import pandas as pd
+
+    from calibkeras.data import stratified_split
+
+    names = np.asarray(whole.class_names, dtype=object)
+    rows = pd.DataFrame({"filepath": list(whole.file_paths), "label": names[whole.labels]})
+    train_rows, val_rows = stratified_split(rows, val_fraction=config.val_fraction,
+                                            seed=config.seed)
+    missing = [name for name in whole.class_names if name not in set(val_rows["label"])]
+    if missing:
+        argument = source[2] if source[0] is not None else source[3]
+        listed = ", ".join(repr(name) for name in missing[:10])
+        these = f"classes {listed} have" if len(missing) > 1 else f"class {listed} has"
+        raise ValueError(
+            f"{these} a single image in `{argument}`, too few for the "
+            "validation split of `val_fraction` (which keeps one image of each class in "
+            "training and holds out a share of the others): add images of them, or give "
+            "validation data with `val_csv` or `val_dir`"
+        )
+    return train_rows, val_rows
+
+
+def load_labelled_data(csv=None, directory=None, csv_argument="csv",
+                       directory_argument="directory", *, image_root=None,
+                       image_column="filepath", label_column="label", **loader_options):
+    """A LabeledDataset of a CSV or of a folder with one subfolder per class.
+
+    Messages name the data by ``csv_argument`` or ``directory_argument`` (the
+    command's flags without the dashes), and a CSV given as a folder, or a folder
+    given as a file, is told which argument takes it.
+
+    Args:
+        csv: CSV of image paths and labels (:func:`calibkeras.data.dataset_from_csv`);
+            or give ``directory``.
+        directory: folder ``directory/<class>/<images>``
+            (:func:`calibkeras.data.dataset_from_directory`).
+        csv_argument, directory_argument: the names of the two in messages.
+        image_root, image_column, label_column: for a CSV.
+        **loader_options: ``class_names`` and :class:`calibkeras.data.LoaderOptions`
+            fields.
+
+    Returns:
+        A :class:`calibkeras.data.LabeledDataset`.
+    """
+    from calibkeras.data import dataset_from_csv, dataset_from_directory
+
+    _check_one_source((csv_argument, csv), (directory_argument, directory), required=True)
+    if csv is not None:
+        if os.path.isdir(csv):
+            raise ValueError(
+                f"`{csv_argument}` '{csv}' is a folder, not a CSV file; for a folder with "
+                f"one subfolder of images per class use `{directory_argument}`"
+            )
+        with _named_in_errors({"`csv_path`": f"`{csv_argument}`"}):
+            return dataset_from_csv(csv, image_column, label_column, image_root=image_root,
+                                    **loader_options)
+    if os.path.isfile(directory):
+        raise ValueError(
+            f"`{directory_argument}` '{directory}' is a file, not a folder; for a CSV of "
+            f"image paths and labels use `{csv_argument}`"
+        )
+    with _named_in_errors({"`directory`": f"`{directory_argument}`"}):
+        return dataset_from_directory(directory, **loader_options)
+
+
+@contextlib.contextmanager
+def _named_in_errors(names):
+    """Re-raises a loader's ValueError or FileNotFoundError with each ``old`` name in
+    its message replaced by ``new`` (``{"`csv_path`": "`train_csv`"}``)."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as error:
+        message = str(error)
+        for old, new in names.items():
+            message = message.replace(old, new)
+        if message == str(error):
+            raise
+        raise type(error)(message) from None
+
+
+def _check_bad_image_reports(config):
+    """Refuses, before any work, report files of ``skip_bad_images`` that exist."""
+    from calibkeras.utils.staging import check_output_file
+
+    suffixes = ["", ".val"] if config.val_csv or config.val_dir else [""]
+    for suffix in suffixes:
+        report = _bad_image_options(config.skip_bad_images, suffix).get("bad_image_report")
+        if report is not None:
+            check_output_file(report, config.overwrite, argument="skip_bad_images")
 
 
 def train(config, *, evaluation=None):
@@ -361,11 +520,13 @@ def train(config, *, evaluation=None):
     chief = config.strategy != "multi_worker" or is_chief(validate_tf_config())
     if chief:
         check_output_dir(config.output, config.overwrite, argument="output", layout="model")
+        _check_bad_image_reports(config)
         output = Path(config.output)
     else:  # other workers train in step with the chief but write to a scratch folder
         output = Path(tempfile.mkdtemp(prefix="calibkeras-worker-")) / "run"
     try:
-        return _train_and_write(config, strategy, output, evaluation)
+        result = _train_and_write(config, strategy, output, evaluation)
+        return result._replace(output=os.fspath(config.output) if chief else None)
     finally:
         if not chief:
             shutil.rmtree(output.parent, ignore_errors=True)
@@ -422,8 +583,8 @@ def _train_and_write(config, strategy, output, evaluation):
         "epochs": config.epochs,
         "fine_tune_epochs": config.fine_tune_epochs,
         "seed": config.seed,
-        "train_csv": os.path.abspath(config.train_csv),
-        "val_csv": os.path.abspath(config.val_csv) if config.val_csv else None,
+        **{name: os.path.abspath(getattr(config, name)) if getattr(config, name) else None
+           for name in ("train_csv", "train_dir", "val_csv", "val_dir")},
         "validation_images": val.num_examples,
         "training_seconds": round(training_seconds, 1),
         "calibration_selection": selection,
@@ -439,8 +600,6 @@ def _train_and_write(config, strategy, output, evaluation):
         _score(model, record, val, "training", title="validation data, training prior",
                report_dir=staging / REPORT_DIR, verbose=say)
         extra = evaluation(model, record, staging) if evaluation else None
-    _say(say, f"wrote {output}/ ({MODEL_FILE}, {CALIBRATION_FILE}, "
-              f"{SAVED_MODEL_DIR}/1/, {REPORT_DIR}/)")
     return TrainResult(model, record, extra)
 
 
@@ -509,21 +668,27 @@ def load_labelled_csv(record, csv, *, image_root=None, image_column=None, label_
     )
 
 
-def evaluate(model, csv, *, prior="model", image_root=None, image_column=None,
-             label_column=None, json_path=None, report=None, predictions=None,
-             overwrite=False, verbose=True):
-    """Scores a trained model folder on a labelled CSV.
+def evaluate(model, csv=None, *, directory=None, prior="model", image_root=None,
+             image_column=None, label_column=None, skip_bad_images=False, json_path=None,
+             report=None, predictions=None, keep_columns=None, overwrite=False,
+             verbose=True):
+    """Scores a trained model folder on labelled images: a CSV or a folder of classes.
 
     Args:
         model: a trained model folder.
-        csv: CSV of images and labels.
+        csv: CSV of images and labels; or give ``directory``.
+        directory: folder ``directory/<class>/<images>`` whose subfolders are named
+            after the model's classes (every class needs one).
         prior: see :func:`deployment_prior` (default ``"model"``).
         image_root, image_column, label_column: as for :class:`TrainConfig` (the
             columns default to the model's).
+        skip_bad_images: as for :class:`TrainConfig`.
         json_path: write the summary as JSON here.
         report: write plots and report.html into this folder.
         predictions: write one row per image here (path, label, prediction,
             probabilities).
+        keep_columns: columns of ``csv`` to copy into ``predictions``, first and in
+            this order (an id to join the results back on).
         overwrite: replace existing outputs (a report folder only if calibkeras
             wrote it). Every output is checked before any scoring.
         verbose: print progress.
@@ -531,33 +696,110 @@ def evaluate(model, csv, *, prior="model", image_root=None, image_column=None,
     Returns:
         An :class:`Evaluation`.
     """
-    import numpy as np
-
     from calibkeras.model_directory import load_model_directory, write_json
     from calibkeras.utils.staging import check_output_dir, check_output_file
 
-    for argument, path in (("json_path", json_path), ("predictions", predictions)):
+    _check_one_source(("csv", csv), ("directory", directory), required=True)
+    bad_images = _bad_image_options(skip_bad_images)
+    outputs = (("json_path", json_path), ("predictions", predictions),
+               ("skip_bad_images", bad_images.get("bad_image_report")))
+    for argument, path in outputs:
         if path is not None:
             check_output_file(path, overwrite, argument=argument)
     if report is not None:
         check_output_dir(report, overwrite, argument="report", layout="report")
     classifier, record = load_model_directory(model)
-    data = load_labelled_csv(record, csv, image_root=image_root, image_column=image_column,
-                             label_column=label_column)
+    if keep_columns is not None:
+        _check_keep_columns(keep_columns, csv, predictions, record["class_names"])
+    image_column = image_column or record.get("image_column", "filepath")
+    with _named_in_errors({"`class_names`": "the model's classes"}):
+        data = load_labelled_data(
+            csv, directory, image_root=image_root, image_column=image_column,
+            label_column=label_column or record.get("label_column", "label"),
+            class_names=record["class_names"],
+            image_size=tuple(record["preprocessing"]["image_size"]), **bad_images,
+        )
+    kept = None
+    if keep_columns is not None:
+        kept = _read_kept_columns(csv, keep_columns, image_root=image_root,
+                                  image_column=image_column)
     result = _score(classifier, record, data, prior, title=f"prior: {prior}",
                     report_dir=report, verbose=verbose, overwrite=overwrite)
     if json_path:
         write_json(json_path, result.summary)
     if predictions:
-        import pandas as pd
-
-        table = pd.DataFrame(result.probs, columns=record["class_names"])
-        names = np.asarray(record["class_names"])
-        table.insert(0, "predicted", names[result.probs.argmax(axis=1)])
-        table.insert(0, "label", names[result.labels])
-        table.insert(0, "path", list(data.file_paths))
-        table.to_csv(predictions, index=False)
+        _write_predictions(predictions, result, record["class_names"],
+                           None if kept is None else _rows_of(kept, data))
     return result
+
+
+def _write_predictions(path, result, class_names, kept=None):
+    """One row per image: ``kept`` columns (a DataFrame, or None), then path, label,
+    predicted and one probability column per class."""
+    import numpy as np
+    import pandas as pd
+
+    table = pd.DataFrame(result.probs, columns=class_names)
+    names = np.asarray(class_names)
+    table.insert(0, "predicted", names[result.probs.argmax(axis=1)])
+    table.insert(0, "label", names[result.labels])
+    table.insert(0, "path", list(result.data.file_paths))
+    if kept is not None:
+        table = pd.concat([kept.drop(columns="_path").reset_index(drop=True), table], axis=1)
+    table.to_csv(path, index=False)
+
+
+def _check_keep_columns(keep_columns, csv, predictions, class_names):
+    """Refuses ``keep_columns`` that cannot go into ``predictions``."""
+    if predictions is None:
+        raise ValueError("`keep_columns` copies columns into `predictions`: give "
+                         "`predictions` too")
+    if csv is None:
+        raise ValueError("`keep_columns` copies CSV columns, and `directory` has none: "
+                         "evaluate a CSV (`csv`) to keep its columns")
+    columns = list(keep_columns) if not isinstance(keep_columns, str) else []
+    if not columns or not all(isinstance(name, str) and name for name in columns):
+        raise ValueError("`keep_columns` must be a list of column names of `csv`, got "
+                         f"{keep_columns!r}")
+    written = {"path", "label", "predicted", "_path", *class_names}
+    clashes = [name for name in columns if name in written]
+    if clashes:
+        raise ValueError(
+            f"`keep_columns` {clashes} would repeat columns that `predictions` writes "
+            "(path, label, predicted and one per class); leave them out")
+
+
+def _read_kept_columns(csv, keep_columns, *, image_root, image_column):
+    """The ``keep_columns`` of ``csv`` and each row's resolved image path (``_path``),
+    read as the CSV loader reads them (text cells, rows of empty cells dropped)."""
+    import pandas as pd
+
+    from calibkeras.data.labels import cell_text
+
+    columns = list(keep_columns)
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False, na_filter=False,
+                        index_col=False, encoding="utf-8-sig")
+    missing = [name for name in columns if name not in table.columns]
+    if missing:
+        raise ValueError(f"`keep_columns` {missing} not found in `csv` '{csv}'; columns "
+                         f"are: {', '.join(map(str, table.columns))}")
+    table = table[(table != "").any(axis=1)]
+    root = os.path.abspath(image_root or os.path.dirname(os.path.abspath(csv)))
+    paths = [cell_text(value) for value in table[image_column]]
+    kept = table[columns].copy()
+    kept["_path"] = [path if os.path.isabs(path) else os.path.normpath(os.path.join(root, path))
+                     for path in paths]
+    return kept
+
+
+def _rows_of(kept, data):
+    """The rows of :func:`_read_kept_columns` that ``data`` holds (all but skipped
+    images: a path is skipped or kept wherever it appears), in its order."""
+    rows = kept[kept["_path"].isin(set(data.file_paths))]
+    if list(rows["_path"]) != list(data.file_paths):
+        raise ValueError("`keep_columns`: the rows of `csv` did not line up with the images "
+                         "read from it; pass the columns in a CSV without blank rows")
+    return rows
 
 
 # --------------------------------------------------------------------------- predict
@@ -590,6 +832,9 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
     if not images:
         raise ValueError("`images` is empty: give at least one image file")
     for path in images:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"image '{path}' is a folder, not an image file; give "
+                                    f"its images (e.g. {os.path.join(path, '*.jpg')})")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"image '{path}' does not exist")
     classifier, record = load_model_directory(model)

@@ -1,9 +1,14 @@
 """The Python workflow below the command: its config, priors, and the CLI's flag names."""
 
+import ast
 import dataclasses
 import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from calibkeras import cli, workflow
@@ -31,6 +36,105 @@ def test_train_config_defaults_are_the_commands():
 def test_train_config_refuses_bad_values_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         workflow.TrainConfig(train_csv="t.csv", output="run", **{field: value})
+
+
+@pytest.mark.parametrize(
+    "sources, message",
+    [
+        ({}, r"give `train_csv` or `train_dir`: a CSV of image paths and labels, or a folder"),
+        ({"train_csv": "t.csv", "train_dir": "d"}, r"give `train_csv` or `train_dir`, not both"),
+        ({"train_dir": "d", "val_csv": "v.csv", "val_dir": "v"},
+         r"give `val_csv` or `val_dir`, not both"),
+    ],
+)
+def test_train_config_takes_one_source_per_data_set(sources, message):
+    with pytest.raises(ValueError, match=message):
+        workflow.TrainConfig(output="run", **sources)
+
+
+def test_train_config_checks_class_names_and_bad_image_reports():
+    config = workflow.TrainConfig(train_dir="d", output="run", class_names=["b", "a"])
+    assert config.class_names == ("b", "a")
+    with pytest.raises(ValueError, match=r"`class_names` must be distinct"):
+        workflow.TrainConfig(train_dir="d", output="run", class_names=["a", "a"])
+    with pytest.raises(ValueError, match=r"`skip_bad_images` must be False, True or the path"):
+        workflow.TrainConfig(train_dir="d", output="run", skip_bad_images="")
+
+
+def test_choices_need_no_tensorflow_and_are_the_librarys():
+    from calibkeras import choices
+    from calibkeras.calibration import CALIBRATION_METHODS
+    from calibkeras.data import SAMPLING_MODES
+    from calibkeras.distribute import STRATEGIES
+    from calibkeras.models import CALIBRATIONS, LOSSES
+
+    assert (choices.CALIBRATION_METHODS, choices.CALIBRATIONS, choices.LOSSES,
+            choices.SAMPLING_MODES, choices.STRATEGIES) == (
+        CALIBRATION_METHODS, CALIBRATIONS, LOSSES, SAMPLING_MODES, STRATEGIES)
+    tree = ast.parse(Path(choices.__file__).read_text())
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+
+
+def food_folders(root, counts, bad=()):
+    """``root/<class>/<k>.jpg`` with ``counts[class]`` food10 JPEGs each, and a file that
+    does not decode in each class of ``bad``."""
+    from calibkeras.datasets import food10_csv, food10_dir
+
+    rows = pd.read_csv(food10_csv("train"))
+    images = [Path(food10_dir()) / path for path in rows["filepath"][: max(counts.values())]]
+    for label, count in counts.items():
+        (root / label).mkdir(parents=True)
+        for k in range(count):
+            shutil.copyfile(images[k], root / label / f"{k}.jpg")
+        if label in bad:
+            (root / label / "broken.jpg").write_text("not a JPEG")
+    return root
+
+
+def test_training_data_from_folders_keep_the_class_order_and_report_skips_apart(tmp_path):
+    train_dir = food_folders(tmp_path / "train", {"cake": 3, "soup": 2}, bad=["soup"])
+    val_dir = food_folders(tmp_path / "val", {"cake": 1, "soup": 1}, bad=["cake"])
+    report = tmp_path / "skipped.csv"
+    config = workflow.TrainConfig(train_dir=str(train_dir), val_dir=str(val_dir),
+                                  class_names=["soup", "cake"], skip_bad_images=str(report),
+                                  output=str(tmp_path / "run"), batch_size=2)
+    with pytest.warns(UserWarning, match="Skipped 1 rows"):
+        train, val = workflow._training_data(config, (16, 16))
+    assert train.class_names == val.class_names == ("soup", "cake")
+    np.testing.assert_array_equal(train.class_counts, [2, 3])
+    np.testing.assert_array_equal(val.class_counts, [1, 1])
+    # One report per data set: the given path for training, <name>.val.csv for validation.
+    assert pd.read_csv(report)["path"].tolist() == [str(train_dir / "soup" / "broken.jpg")]
+    assert pd.read_csv(tmp_path / "skipped.val.csv")["path"].tolist() == [
+        str(val_dir / "cake" / "broken.jpg")]
+
+
+def test_training_data_from_one_folder_is_split_by_class(tmp_path):
+    train_dir = food_folders(tmp_path / "train", {"cake": 5, "soup": 10})
+    config = workflow.TrainConfig(train_dir=str(train_dir), output=str(tmp_path / "run"),
+                                  val_fraction=0.2, batch_size=4)
+    train, val = workflow._training_data(config, (16, 16))
+    np.testing.assert_array_equal(train.class_counts, [4, 8])
+    np.testing.assert_array_equal(val.class_counts, [1, 2])
+    assert not set(train.file_paths) & set(val.file_paths)
+    assert train.class_names == val.class_names == ("cake", "soup")
+
+
+def test_training_data_from_one_csv_is_the_stratified_split_of_its_rows(tmp_path):
+    from calibkeras.data import stratified_split
+    from calibkeras.datasets import food10_csv, food10_dir
+
+    rows = pd.read_csv(food10_csv("val")).groupby("label", group_keys=False).head(3)
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    config = workflow.TrainConfig(train_csv=str(tmp_path / "train.csv"), image_root=food10_dir(),
+                                  output=str(tmp_path / "run"), val_fraction=0.34)
+    train, val = workflow._training_data(config, (16, 16))
+    # The split of the checked images is the split of the CSV's rows (same seed).
+    expected_train, expected_val = stratified_split(rows.reset_index(drop=True),
+                                                    val_fraction=0.34, seed=0)
+    as_paths = [os.path.join(food10_dir(), path) for path in expected_val["filepath"]]
+    assert list(val.file_paths) == as_paths
+    assert train.num_examples == len(expected_train) == 20 and val.num_examples == 10
 
 
 def test_command_choices_come_from_the_workflow():

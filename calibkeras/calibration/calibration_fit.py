@@ -15,6 +15,7 @@ from calibkeras.calibration.temperature import (
     MIN_TEMPERATURE,
     fit_temperature,
 )
+from calibkeras.choices import CALIBRATION_METHODS
 from calibkeras.metrics import functional
 from calibkeras.utils.checks import (
     check_choice,
@@ -27,9 +28,6 @@ from calibkeras.utils.checks import (
     check_prior,
     check_sample_weight,
 )
-
-#: The calibration maps, simplest first (the order ``method="auto"`` prefers).
-CALIBRATION_METHODS = ("temperature", "bias_corrected", "vector")
 
 #: Every accepted ``method``.
 METHODS = ("auto", *CALIBRATION_METHODS)

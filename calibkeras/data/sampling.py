@@ -11,10 +11,9 @@ produces is reported so that calibration can undo it.
 import numpy as np
 import tensorflow as tf
 
+from calibkeras.choices import SAMPLING_MODES
 from calibkeras.priors import prior_from_counts
 from calibkeras.utils.checks import check_choice
-
-SAMPLING_MODES = ("natural", "balanced")
 
 
 def check_sampling(sampling):

@@ -12,15 +12,13 @@
 
 import tensorflow as tf
 
+from calibkeras.choices import STRATEGIES
 from calibkeras.distribute.cluster import (
     DEFAULT_TIMEOUT_SECONDS,
     validate_tf_config,
     wait_for_workers,
 )
 from calibkeras.utils.checks import check_choice, check_positive_float
-
-#: The names :func:`make_strategy` accepts.
-STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):

@@ -1,5 +1,7 @@
 """Iterating (labelled) data in batches, whatever form the user passed it in."""
 
+import sys
+
 import keras
 import numpy as np
 from keras import ops
@@ -104,8 +106,7 @@ def _predict(predict_on_batch, batches, data, progress):
         from calibkeras.distribute import batch_predictor
 
         predict_on_batch = batch_predictor(predict_on_batch)
-    bar = keras.utils.Progbar(getattr(data, "num_examples", None), unit_name="image") \
-        if progress else None
+    bar = _progress_bar(getattr(data, "num_examples", None)) if progress else None
     outputs, labels = [], []
     for x, y in batches:
         outputs.append(np.asarray(ops.convert_to_numpy(predict_on_batch(x))))
@@ -116,3 +117,13 @@ def _predict(predict_on_batch, batches, data, progress):
     if not outputs:
         raise ValueError("the data yielded no batches; pass a non-empty dataset")
     return np.concatenate(outputs), (np.concatenate(labels) if labels else None)
+
+
+def _progress_bar(num_images):
+    """A Keras progress bar counting images: redrawn in place on a terminal; elsewhere
+    (a pipe, a log file) one plain line at the end, without ANSI codes or ``\\r``.
+
+    (Keras' own choice takes any POSIX system for a terminal.)
+    """
+    on_terminal = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    return keras.utils.Progbar(num_images, unit_name="image", verbose=1 if on_terminal else 2)

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -15,6 +17,10 @@ import pytest
 from calibkeras.datasets import food10_csv, food10_dir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: What a terminal-only progress display writes: ANSI escape sequences, or \r / \b redraws.
+TERMINAL_CODES = re.compile(r"\x1b\[|[\r\b]")
+#: The --class-names of the workspace's model: food10's classes in reverse order.
+CLASS_NAMES = sorted(pd.read_csv(food10_csv("train"))["label"].unique(), reverse=True)
 
 
 def calibkeras_command():
@@ -40,17 +46,30 @@ def slice_csv(split, per_class, path):
     return path
 
 
+def class_folders(split, per_class, folder):
+    """``folder/<class>/<image>``: copies of the first images of each class of a split."""
+    rows = pd.read_csv(food10_csv(split)).groupby("label", group_keys=False).head(per_class)
+    for path, label in zip(rows["filepath"], rows["label"], strict=True):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(food10_dir()) / path, folder / label / Path(path).name)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
+    # Trained from folders (--train-dir, classes in the order of --class-names) and
+    # validated on a CSV; stdout and stderr are pipes, and --quiet is not given.
     folder = tmp_path_factory.mktemp("cli")
-    train_csv = slice_csv("train", 4, folder / "train.csv")
+    train_dir = class_folders("train", 4, folder / "train")
+    names_file = folder / "classes.txt"
+    names_file.write_text("\n".join(CLASS_NAMES) + "\n")
     val_csv = slice_csv("val", 2, folder / "val.csv")
     test_csv = slice_csv("test", 2, folder / "test.csv")
     output = folder / "run"
     result = run(
-        "train", "--train-csv", train_csv, "--val-csv", val_csv, "--image-root", food10_dir(),
-        "--image-size", 32, "--epochs", 1, "--fine-tune-epochs", 0, "--batch-size", 8,
-        "--output", output, "--quiet", umask=0o022,
+        "train", "--train-dir", train_dir, "--class-names", names_file, "--val-csv", val_csv,
+        "--image-root", food10_dir(), "--image-size", 32, "--epochs", 1,
+        "--fine-tune-epochs", 0, "--batch-size", 8, "--output", output, umask=0o022,
     )
     return {"folder": folder, "test_csv": test_csv, "model": output, "train_log": result}
 
@@ -82,10 +101,28 @@ def test_train_writes_the_model_folder(workspace):
     for key in ("class_names", "class_counts", "training_prior", "temperature",
                 "preprocessing"):
         assert key in record, key
-    assert len(record["class_names"]) == 10 and sum(record["class_counts"]) == 40
+    assert record["class_names"] == CLASS_NAMES  # the order of --class-names: the ids
+    assert sum(record["class_counts"]) == 40
+    assert record["train_dir"] == str(workspace["folder"] / "train")
+    assert record["train_csv"] is None
     assert record["preprocessing"]["image_size"] == [32, 32]
     assert_html_with_images(model_dir / "report" / "report.html")
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".run")]
+
+
+def test_train_output_in_a_pipe_is_plain_lines(workspace):
+    log = workspace["train_log"]
+    assert "training data: 40 images, 10 classes" in log.stdout
+    # Progress is shown (no --quiet): Keras' epoch lines ("5/5 - 7s - 1s/step -
+    # balanced_accuracy: ... - loss: ...") and the scoring's ("20/20 - 2s - 78ms/image") ...
+    assert re.search(r"^\d+/\d+ - \d+s - .*/step - .*loss: ", log.stdout, re.MULTILINE), (
+        log.stdout)
+    assert re.search(r"^\d+/\d+ - \d+s - .*/image$", log.stdout, re.MULTILINE), log.stdout
+    assert not TERMINAL_CODES.search(log.stdout + log.stderr)  # ... as plain lines
+    assert log.stdout.splitlines()[-1] == (
+        f"wrote {workspace['model']}/ (model.keras, calibration.json, saved_model/1/, report/)")
+    assert "absl::InitializeLog" not in log.stderr  # TensorFlow's start-up logs held back
+    assert "oneDNN" not in log.stderr
 
 
 def test_train_output_is_readable_by_other_users(workspace):
@@ -106,13 +143,19 @@ def test_evaluate_writes_json_report_and_predictions(workspace):
         "evaluate", "--model", workspace["model"], "--csv", workspace["test_csv"],
         "--image-root", food10_dir(), "--prior", "estimate", "--json", folder / "eval.json",
         "--report", folder / "eval_report", "--predictions", folder / "predictions.csv",
-        "--quiet",
+        "--keep-columns", "image_id,category", "--quiet",
     )
     assert "balanced" in result.stdout.lower()
+    # --quiet hides progress, not the results and what was written.
+    assert "scoring" not in result.stdout and not TERMINAL_CODES.search(result.stdout)
+    assert result.stdout.splitlines()[-3:] == [
+        f"wrote {folder / 'eval.json'}", f"wrote {folder / 'predictions.csv'}",
+        f"wrote {folder / 'eval_report'}/ (report.html, summary.json and plots)"]
     assert "prior: estimate (EM on 20 images" in result.stdout
     assert "90% interval" in result.stdout
     # 20 images for 10 classes: the estimate is uncertain, and the command says so.
-    assert "calibkeras: warning: `prior` 'estimate' on 20 images for 10 classes" in result.stderr
+    assert ("calibkeras: warning: `--prior` 'estimate' on 20 images for 10 classes"
+            in result.stderr)
     scores = json.loads((folder / "eval.json").read_text())
     assert set(scores["prior"]) == {"name", "prior", "interval_90", "shift_test"}
     assert 0 <= scores["prior"]["shift_test"]["p_value"] <= 1
@@ -129,9 +172,14 @@ def test_evaluate_writes_json_report_and_predictions(workspace):
         assert_png(png)
     assert_html_with_images(folder / "eval_report" / "report.html")
     predictions = pd.read_csv(folder / "predictions.csv")
-    assert list(predictions.columns[:3]) == ["path", "label", "predicted"]
+    assert list(predictions.columns[:5]) == ["image_id", "category", "path", "label",
+                                             "predicted"]
     assert len(predictions) == 20
-    assert predictions.iloc[:, 3:].sum(axis=1).round(5).eq(1.0).all()
+    assert predictions.iloc[:, 5:].sum(axis=1).round(5).eq(1.0).all()
+    test_rows = pd.read_csv(workspace["test_csv"])  # --keep-columns: row by row, in order
+    assert predictions["image_id"].tolist() == test_rows["image_id"].tolist()
+    assert predictions["path"].map(os.path.basename).tolist() == [
+        f"{image_id}.jpg" for image_id in test_rows["image_id"]]
 
 
 def test_predict_gives_probabilities_and_cost_decisions(workspace):
@@ -198,8 +246,7 @@ def test_bad_input_is_one_line_without_traceback(arguments, status, message, tmp
     assert result.returncode == status
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    # TensorFlow's C++ start-up lines cannot be silenced; ours is one line.
-    assert len([line for line in result.stderr.splitlines() if "error:" in line]) == 1
+    assert len(result.stderr.splitlines()) == 1  # TensorFlow's start-up lines held back
     assert not (tmp_path / "out").exists()
 
 
@@ -253,12 +300,72 @@ def test_evaluate_refuses_existing_json_and_predictions_before_scoring(workspace
     for flag, path in (("--json", scores), ("--predictions", predictions)):
         result = run(*common, flag, path, check=False)
         assert result.returncode == 1
-        ours = [line for line in result.stderr.splitlines() if "error:" in line]
-        assert ours == [f"calibkeras evaluate: error: `{flag}` '{path}' already exists; "
-                        "choose another path or pass overwrite=True (--overwrite) to replace it"]
+        assert result.stderr.splitlines() == [
+            f"calibkeras evaluate: error: `{flag}` '{path}' already exists; choose another "
+            "path or pass --overwrite to replace it"]
         assert "scoring" not in result.stdout
     assert scores.read_text() == "earlier scores"
     assert predictions.read_text() == "earlier predictions"
     run(*common, "--json", scores, "--predictions", predictions, "--overwrite", "--quiet")
     assert "balanced_accuracy" in json.loads(scores.read_text())
     assert len(pd.read_csv(predictions)) == 20
+
+
+def cli_main(*arguments, monkeypatch):
+    """``calibkeras.cli.main`` in this process (the workspace's model loads in seconds)."""
+    import warnings
+
+    from calibkeras.cli import main
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    return main([str(argument) for argument in arguments])
+
+
+def test_evaluate_a_folder_skipping_a_bad_image(workspace, tmp_path, capsys, monkeypatch):
+    test_dir = class_folders("test", 2, tmp_path / "test")
+    broken = test_dir / CLASS_NAMES[0] / "broken.jpg"
+    broken.write_text("not a JPEG")
+    report, predictions = tmp_path / "skipped.csv", tmp_path / "predictions.csv"
+    with pytest.warns(UserWarning, match=r"Skipped 1 rows of .* with bad images"):
+        status = cli_main("evaluate", "--model", workspace["model"], "--dir", test_dir,
+                          "--skip-bad-images", report, "--predictions", predictions,
+                          "--quiet", monkeypatch=monkeypatch)
+    assert status == 0
+    assert f"wrote {predictions}" in capsys.readouterr().out
+    skipped = pd.read_csv(report)
+    assert skipped["path"].tolist() == [str(broken)]
+    assert skipped["problem"].tolist() == ["undecodable"]
+    rows = pd.read_csv(predictions)
+    assert len(rows) == 20 and sorted(set(rows["label"])) == sorted(CLASS_NAMES)
+    assert (rows["path"].map(lambda p: Path(p).parent.name) == rows["label"]).all()
+
+
+def test_evaluate_a_folder_lacking_a_class_names_the_model_classes(workspace, tmp_path,
+                                                                    capsys, monkeypatch):
+    test_dir = class_folders("test", 1, tmp_path / "test")
+    shutil.rmtree(test_dir / CLASS_NAMES[0])
+    status = cli_main("evaluate", "--model", workspace["model"], "--dir", test_dir,
+                      monkeypatch=monkeypatch)
+    assert status == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"calibkeras evaluate: error: the model's classes ['{CLASS_NAMES[0]}'] have no "
+        f"subfolder in '{test_dir}'; subfolders are: {', '.join(sorted(CLASS_NAMES[1:]))}"]
+
+
+def test_kept_columns_line_up_with_the_rows_left_after_skipping(workspace, tmp_path, capsys,
+                                                               monkeypatch):
+    rows = pd.read_csv(workspace["test_csv"])
+    rows.loc[3, "filepath"] = "images/apple_pie/missing.jpg"
+    rows.to_csv(tmp_path / "test.csv", index=False)
+    predictions = tmp_path / "predictions.csv"
+    with pytest.warns(UserWarning, match="Skipped 1 rows of test.csv"):
+        status = cli_main("evaluate", "--model", workspace["model"], "--csv",
+                          tmp_path / "test.csv", "--image-root", food10_dir(),
+                          "--skip-bad-images", "--predictions", predictions, "--keep-columns",
+                          "image_id", "--quiet", monkeypatch=monkeypatch)
+    assert status == 0
+    assert (tmp_path / "test.skipped.csv").is_file()  # the CSV loader's default place
+    written = pd.read_csv(predictions)
+    assert written["image_id"].tolist() == rows.drop(index=3)["image_id"].tolist()
+    assert written["path"].map(os.path.basename).tolist() == [
+        os.path.basename(path) for path in rows.drop(index=3)["filepath"]]
