@@ -2,7 +2,8 @@
 
 Subpackages: ``models`` (``CalibratedClassifier``, EfficientNet backbones, the training
 recipe), ``priors`` (the prior vocabulary, EM estimation), ``calibration`` (NumPy
-scores, temperature fitting, calibration test, decisions), ``layers``, ``losses``,
+scores, temperature fitting, calibration test, decisions), ``conformal``
+(prediction sets with per-class coverage), ``layers``, ``losses``,
 ``metrics`` (and ``metrics.functional``), ``callbacks``, ``data`` (tf.data loaders),
 ``datasets`` (the bundled food10 data), ``distribute`` (tf.distribute strategies),
 ``export`` (SavedModel for TF Serving), ``reports`` (plots and HTML reports) and
@@ -24,6 +25,7 @@ _SUBPACKAGES = (
     "calibration",
     "callbacks",
     "choices",
+    "conformal",
     "data",
     "datasets",
     "distribute",

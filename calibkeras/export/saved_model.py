@@ -1,5 +1,6 @@
 """export_saved_model: a TF Serving SavedModel with prediction and decision signatures."""
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -29,6 +30,8 @@ SIGNATURE_NAMES = (
     "decide_with_costs",
     "estimate_prior",
     "estimate_prior_image_bytes",
+    "predict_set",
+    "predict_set_image_bytes",
 )
 
 #: EM in the ``estimate_prior`` signatures stops when no prior entry moves more than
@@ -51,7 +54,12 @@ METADATA_COLLECTIONS = (
     "calibration_bias",
     "training_log_prior",
     "estimate_dirichlet",
+    "prediction_set_thresholds",
+    "prediction_set_config",
 )
+
+#: Separator of the class names in ``set_names`` (as the CLI's ``prediction_set``).
+SET_SEPARATOR = "|"
 
 
 def variable_value(variable):
@@ -244,7 +252,7 @@ def export_saved_model(
     """Exports a calibkeras classifier as a SavedModel that TF Serving serves as it is.
 
     Writes ``export_dir/<version>/`` (TF Serving's layout: it serves the highest
-    numeric version folder) with six signatures. Every input has an unknown shape in
+    numeric version folder) with eight signatures. Every input has an unknown shape in
     the SignatureDef and is checked inside the graph, so a bad request fails with an
     ``InvalidArgumentError`` that says what is wrong, whichever client sends it.
 
@@ -275,6 +283,14 @@ def export_saved_model(
       ``iterations`` int32 and ``converged`` bool.
     * ``estimate_prior_image_bytes``: ``image_bytes`` -> the same, decoded as in
       ``predict_image_bytes``.
+    * ``predict_set``: ``images`` -> the conformal prediction sets of the model's
+      ``prediction_set`` layer (fitted with ``model.fit_prediction_sets``): ``in_set``
+      bool ``[batch, K]``, ``set_size`` int32 ``[batch]`` and ``set_names`` string
+      ``[batch]``, the names of the classes in the set joined by ``"|"``. Computed from
+      the calibrated balanced posteriors, so the deployment prior does not change them.
+      A model whose sets were never fitted serves every class in every set.
+    * ``predict_set_image_bytes``: ``image_bytes`` -> the same, decoded as in
+      ``predict_image_bytes``.
 
     Requests are refused (``InvalidArgumentError``) when ``images`` hold NaN,
     infinite or out-of-range pixels (outside 0..255), and when an element of
@@ -282,7 +298,7 @@ def export_saved_model(
     than ``max_image_pixels`` pixels in its header (read before anything is decoded);
     the message names the element ("image_bytes[2] could not be decoded: ..."). One
     bad element fails the whole request, as TF Serving does. An empty batch answers
-    with empty outputs in the four prediction and decision signatures and is refused by
+    with empty outputs in the prediction, decision and set signatures and is refused by
     the two ``estimate_prior`` ones, in both cases without running the network.
 
     Probabilities of the first three signatures are
@@ -395,7 +411,7 @@ def class_outputs(probabilities, class_names):
 
 
 def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_dirichlet):
-    """The ExportArchive with the six signatures and the metadata collections."""
+    """The ExportArchive with the eight signatures and the metadata collections."""
     image_size = model.image_size
     num_classes = model.num_classes
 
@@ -418,6 +434,10 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
     training_log_prior = tf.Variable(np.log(training_prior), dtype=tf.float64,
                                      trainable=False)
     dirichlet_variable = tf.Variable(estimate_dirichlet, dtype=tf.float64, trainable=False)
+    layer = model.prediction_set
+    prediction_set_config = tf.Variable(json.dumps({
+        key: getattr(layer, key) for key in ("score", "alpha", "mode", "penalty", "k_reg")
+    }), dtype=tf.string, trainable=False)
 
     def scaled_logits(images):
         images = _checked_images(images, image_size)
@@ -489,6 +509,23 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
         )
         return estimate_prior(images)
 
+    def predict_set(images):
+        in_set = model.prediction_set(scaled_logits(images))
+        names = tf.ragged.boolean_mask(
+            tf.broadcast_to(class_names, tf.shape(in_set)), in_set
+        )
+        return {
+            "in_set": in_set,
+            "set_size": tf.reduce_sum(tf.cast(in_set, tf.int32), axis=-1),
+            "set_names": tf.strings.reduce_join(names, axis=-1, separator=SET_SEPARATOR),
+        }
+
+    def predict_set_image_bytes(image_bytes):
+        images = decode_images(
+            _checked_image_bytes(image_bytes), image_size, max_pixels=max_image_pixels
+        )
+        return predict_set(images)
+
     images_spec = tf.TensorSpec(None, tf.float32, name="images")
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -515,6 +552,12 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
         estimate_prior_image_bytes,
         input_signature=[tf.TensorSpec(None, tf.string, name="image_bytes")],
     )
+    archive.add_endpoint("predict_set", predict_set, input_signature=[images_spec])
+    archive.add_endpoint(
+        "predict_set_image_bytes",
+        predict_set_image_bytes,
+        input_signature=[tf.TensorSpec(None, tf.string, name="image_bytes")],
+    )
     abstain = [] if decision_layer.abstain_cost_weight is None else [
         decision_layer.abstain_cost_weight
     ]
@@ -531,6 +574,8 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
         "calibration_bias": [model.calibration.bias],
         "training_log_prior": [training_log_prior],
         "estimate_dirichlet": [dirichlet_variable],
+        "prediction_set_thresholds": [model.prediction_set.thresholds],
+        "prediction_set_config": [prediction_set_config],
     }
     for name in METADATA_COLLECTIONS:
         variables = collections[name]

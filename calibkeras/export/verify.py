@@ -1,13 +1,17 @@
 """verify_saved_model: checks an export through TF Serving's loader against Keras."""
 
+import json
+
 import numpy as np
 import tensorflow as tf
 
 from calibkeras.calibration.decisions import extended_cost_matrix
+from calibkeras.conformal.scores import conformity_scores
 from calibkeras.data.preprocessing import decode_images
-from calibkeras.export.saved_model import SIGNATURE_NAMES, variable_value
+from calibkeras.export.saved_model import SET_SEPARATOR, SIGNATURE_NAMES, variable_value
 from calibkeras.export.serving_session import ServingSession, find_version_dir
 from calibkeras.models.calibrated_classifier import check_calibrated_classifier
+from calibkeras.priors import adjust_to_prior
 
 
 class SavedModelVerificationError(AssertionError):
@@ -37,7 +41,10 @@ def read_export_metadata(export_dir):
         limit), ``calibration_scale`` and ``calibration_bias`` (float32 ``(K,)``; for
         0.1 exports ``1 / T`` and 0), ``training_log_prior`` (float64 ``(K,)``) and
         ``estimate_dirichlet`` (float) of the ``estimate_prior`` signatures (None for
-        exports without them) and ``path`` (str, the version folder).
+        exports without them), ``prediction_set_thresholds`` (float32 ``(K,)``) and
+        ``prediction_set`` (dict: ``score``, ``alpha``, ``mode``, ``penalty``,
+        ``k_reg``) of the ``predict_set`` signatures (None for exports without them)
+        and ``path`` (str, the version folder).
     """
     path = find_version_dir(export_dir)
     loaded = tf.saved_model.load(str(path))
@@ -55,6 +62,8 @@ def read_export_metadata(export_dir):
     bias = value("calibration_bias")
     training_log_prior = value("training_log_prior")
     dirichlet = value("estimate_dirichlet")
+    set_thresholds = value("prediction_set_thresholds")
+    set_config = value("prediction_set_config")
     return {
         "path": str(path),
         "class_names": _strings(value("class_names")),
@@ -67,6 +76,10 @@ def read_export_metadata(export_dir):
         "training_log_prior": (None if training_log_prior is None
                                else training_log_prior.astype(np.float64)),
         "estimate_dirichlet": None if dirichlet is None else float(dirichlet),
+        "prediction_set_thresholds": (None if set_thresholds is None
+                                      else set_thresholds.astype(np.float32)),
+        "prediction_set": (None if set_config is None
+                           else json.loads(_strings(set_config)[0])),
         "log_prior": log_prior,
         "prior": prior / prior.sum(),
         "cost_matrix": value("cost_matrix").astype(np.float32),
@@ -99,6 +112,34 @@ def _check_estimate(checker, outputs, prior, probabilities):
     checker.close("log_prior vs prior", np.exp(outputs["log_prior"]), outputs["prior"])
     if not bool(outputs["converged"]):
         checker.failures.append(f"EM did not converge in {int(outputs['iterations'])} steps")
+
+
+def _check_sets(checker, served, balanced_probs, metadata):
+    """The served sets against the exported thresholds applied to the balanced
+    posteriors; an entry whose score is within ``atol`` of its threshold may go
+    either way (float32 in the graph)."""
+    settings = metadata["prediction_set"]
+    scores = np.asarray(conformity_scores(
+        balanced_probs, score=settings["score"], u=0.0, penalty=settings["penalty"],
+        k_reg=settings["k_reg"],
+    ))
+    thresholds = metadata["prediction_set_thresholds"].astype(np.float64)
+    in_set = np.asarray(served["in_set"]).astype(bool)
+    if in_set.shape != scores.shape:
+        checker.failures.append(f"in_set: shape {in_set.shape}, expected {scores.shape}")
+        return
+    with np.errstate(invalid="ignore"):  # inf - inf
+        clear = ~(np.abs(scores - thresholds) <= checker.atol)
+    wrong = np.argwhere(clear & (in_set != (scores <= thresholds)))
+    if wrong.size:
+        checker.failures.append(f"in_set: entries {wrong[:5].tolist()} differ from the "
+                                "thresholds applied to the balanced posteriors")
+    checker.equal("set_size", np.asarray(served["set_size"]).tolist(),
+                  in_set.sum(axis=1).tolist())
+    names = metadata["class_names"]
+    checker.equal("set_names", _strings(served["set_names"]),
+                  [SET_SEPARATOR.join(n for n, k in zip(names, row, strict=True) if k)
+                   for row in in_set])
 
 
 def _encode_png(images):
@@ -265,6 +306,8 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
         },
         "estimate_prior": {"images": images},
         "estimate_prior_image_bytes": {"image_bytes": encoded},
+        "predict_set": {"images": images},
+        "predict_set_image_bytes": {"image_bytes": encoded},
     }
     served, run_failures = {}, {}
     with ServingSession(path) as session:
@@ -292,6 +335,7 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
         probs_request = probs
     else:
         probs = probs_decoded = probs_request = None
+    uniform = np.full(len(log_prior), 1.0 / len(log_prior))
     estimates = {}
     if probs is not None and metadata["training_log_prior"] is not None:
         estimates = {
@@ -317,6 +361,10 @@ def verify_saved_model(export_dir, model=None, sample_images=None, atol=1e-5,
             _check_decisions(checker, served[name], probs, costs, metadata["action_names"])
         elif name in ("estimate_prior", "estimate_prior_image_bytes"):
             _check_estimate(checker, served[name], *estimates[name])
+        elif name in ("predict_set", "predict_set_image_bytes"):
+            source = probs if name == "predict_set" else probs_decoded
+            _check_sets(checker, served[name],
+                        adjust_to_prior(source, metadata["prior"], uniform), metadata)
         else:
             _check_decisions(checker, served[name], probs_request, costs)
         signatures[name] = checker.report()

@@ -1,13 +1,14 @@
 """CalibratedClassifier: backbone -> balanced logits -> calibration -> prior shift."""
 
 import copy
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 from scipy.special import softmax
 
-from calibkeras.layers import LogitCalibration, PriorShift, TemperatureScaling
+from calibkeras.layers import LogitCalibration, PredictionSet, PriorShift, TemperatureScaling
 from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.priors import PRIOR_ALIASES, no_training_prior, resolve_prior
 from calibkeras.utils.checks import check_positive_int
@@ -30,14 +31,19 @@ class CalibratedClassifier(keras.Model):
              scale and bias, the identity until fitted; not trained by model.fit)
           -> prior_shift, PriorShift: + log(prior) ("prior_shift")
 
+    Beside the output, :attr:`prediction_set` (a :class:`calibkeras.layers.PredictionSet`
+    on the calibrated logits, outside the functional graph) holds conformal prediction
+    sets: fit them with :meth:`fit_prediction_sets`, read them with
+    :meth:`prediction_sets`; the SavedModel serves them (``predict_set``).
+
     The output is the logits under the deployment prior; their softmax are the
     calibrated probabilities. Train with
     :class:`calibkeras.losses.LogitAdjustedCrossentropy` while the prior is uniform (the
     head then learns balanced logits), fit the calibration with :meth:`calibrate`
     (temperature, bias-corrected or vector scaling, chosen by cross-validation by
     default), and choose the deployment prior with :meth:`set_prior`. Logits,
-    calibration and prior stay float32 whatever the dtype policy. :func:`calibkeras.models.build_classifier` builds one
-    from a backbone name.
+    calibration and prior stay float32 whatever the dtype policy.
+    :func:`calibkeras.models.build_classifier` builds one from a backbone name.
 
     Args:
         backbone: a ``keras.Model`` from ``(H, W, 3)`` images in 0..255 (static ``H``
@@ -55,6 +61,9 @@ class CalibratedClassifier(keras.Model):
             specification of :func:`calibkeras.priors.resolve_prior`.
         calibration_method: the method the calibration weights came from (kept in
             the config; :meth:`calibrate` sets it).
+        prediction_set: the settings of :attr:`prediction_set` (a dict of its
+            ``score``, ``alpha``, ``mode``, ``penalty``, ``k_reg``; kept in the config,
+            :meth:`fit_prediction_sets` sets them); default: not fitted.
         **kwargs: ``keras.Model`` arguments (``name``).
 
     Example:
@@ -76,6 +85,7 @@ class CalibratedClassifier(keras.Model):
         class_names=None,
         prior="uniform",
         calibration_method="none",
+        prediction_set=None,
         **kwargs,
     ):
         num_classes = check_num_classes(num_classes)
@@ -96,6 +106,9 @@ class CalibratedClassifier(keras.Model):
         self.prior_shift = PriorShift(
             prior=prior, class_counts=class_counts, num_classes=num_classes,
             class_names=class_names, name="prior_shift",
+        )
+        self.prediction_set = PredictionSet(
+            num_classes, **(prediction_set or {}), name="prediction_set", trainable=False
         )
 
         # === Functional model ===
@@ -284,6 +297,64 @@ class CalibratedClassifier(keras.Model):
             fitting_prior = self.resolve_prior(prior, logits=logits, labels=labels)
         fit = fit_calibration(logits, labels, method=method, prior=fitting_prior, **options)
         self.calibration.set_calibration(fit.scale, fit.bias, fit.method)
+        if self.prediction_set.fitted:
+            warnings.warn(
+                "the prediction sets were fitted on the previous calibration and are now "
+                "reset (every class in every set); fit them again with "
+                "model.fit_prediction_sets(calibration_data)",
+                UserWarning, stacklevel=2,
+            )
+            self.prediction_set = PredictionSet(self.num_classes, name="prediction_set",
+                                                trainable=False)
+        return fit
+
+    def prediction_sets(self, logits):
+        """``(N, K)`` booleans: the conformal prediction sets of balanced ``logits``.
+
+        Computed by :attr:`prediction_set` on the calibrated logits, as served; every
+        class is in every set until :meth:`fit_prediction_sets` has run.
+        """
+        logits = ops.convert_to_tensor(np.asarray(logits, dtype="float32"))
+        return ops.convert_to_numpy(self.prediction_set(self.calibration(logits)))
+
+    def fit_prediction_sets(self, data, *, alpha=0.1, by_class=True, score="lac",
+                            prior=None, batch_size=32, **options):
+        """Fits conformal prediction sets on labelled calibration data; returns the fit.
+
+        :func:`calibkeras.conformal.fit_conformal` on the calibrated balanced
+        posteriors (uniform prior) of ``data``, whose thresholds are written into
+        :attr:`prediction_set`. Fit the calibration first (:meth:`calibrate`): the
+        sets hold for the calibration they were fitted on, and a new calibration resets
+        them. The data should be exchangeable with the deployment images (for the
+        calibration and the sets together, held-out validation data; reusing the
+        calibration's own data is the usual compromise with little data).
+
+        Args:
+            data: labelled data, as for :meth:`predict_balanced_logits`.
+            alpha: miscoverage level in (0, 1) (default 0.1: 90 % coverage).
+            by_class: class-conditional thresholds (default), valid for every class
+                under any prior; False: one marginal threshold, weighted for ``prior``.
+            score: ``"lac"`` (default), ``"aps"`` or ``"raps"``.
+            prior: for ``by_class=False``, the deployment prior to weight for: any
+                specification of :meth:`resolve_prior` (``"uniform"``, ``"estimate"``
+                needs logits: pass ``"model"`` for the model's current prior); None:
+                the calibration data's own frequencies.
+            batch_size: batch size for array input.
+            **options: ``penalty``, ``k_reg`` of ``fit_conformal`` (RAPS).
+
+        Returns:
+            The :class:`calibkeras.conformal.ConformalFit`.
+        """
+        from calibkeras.conformal import fit_conformal
+
+        logits, labels = self.predict_balanced_logits(data, batch_size=batch_size)
+        if isinstance(prior, str) and prior == "model":
+            prior = ops.convert_to_numpy(self.prior_shift.prior).astype(np.float64)
+        elif prior is not None and not (isinstance(prior, str) and prior == "uniform"):
+            prior = self.resolve_prior(prior, logits=logits, labels=labels)
+        fit = fit_conformal(self.probabilities(logits, "uniform"), labels, alpha,
+                            by_class=by_class, score=score, prior=prior, **options)
+        self.prediction_set.set_fit(fit)
         return fit
 
     def get_config(self):
@@ -297,6 +368,10 @@ class CalibratedClassifier(keras.Model):
             "class_names": self.prior_shift.class_names,
             "prior": self.prior_shift.prior_argument,
             "calibration_method": self.calibration.method,
+            "prediction_set": {
+                key: getattr(self.prediction_set, key)
+                for key in ("score", "alpha", "mode", "penalty", "k_reg")
+            },
         }
 
     @classmethod

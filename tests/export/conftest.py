@@ -45,6 +45,7 @@ def tiny():
         cost_matrix=COST_MATRIX,
         abstain_cost=ABSTAIN_COST,
         build_classifier=_build_classifier,
+        calibration_images=calibration_images,
     )
 
 
@@ -57,10 +58,28 @@ def sample_images():
     return np.clip(colours + noise, 0, 255).astype(np.float32)
 
 
+def calibration_images(model=None, num_images=48, seed=11):
+    """Labelled images for the shared classifier's prediction sets: the model's own
+    top class, a tenth of them replaced by a seeded random class."""
+    model = model or _build_classifier()
+    rng = np.random.default_rng(seed)
+    colours = rng.uniform(0, 255, size=(num_images, 1, 1, 3))
+    noise = rng.normal(0, 40, size=(num_images, *IMAGE_SIZE, 3))
+    images = np.clip(colours + noise, 0, 255).astype(np.float32)
+    labels = np.asarray(model.balanced_logits(images)).argmax(axis=1)
+    noisy = rng.random(num_images) < 0.1
+    labels[noisy] = rng.integers(0, len(CLASS_NAMES), size=noisy.sum())
+    return images, labels
+
+
 @pytest.fixture(scope="session")
 def classifier():
-    """The classifier behind the shared export; tests must not change it."""
-    return _build_classifier()
+    """The classifier behind the shared export, with class-conditional prediction sets
+    (alpha 0.25: 3 calibration images per class give a finite threshold); tests must
+    not change it."""
+    model = _build_classifier()
+    model.fit_prediction_sets(calibration_images(model), alpha=0.25, score="raps", penalty=0.05)
+    return model
 
 
 @pytest.fixture(scope="session")

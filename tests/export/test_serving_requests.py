@@ -31,6 +31,9 @@ LOG_PRIOR = np.log(np.full(3, 1 / 3, dtype=np.float32))
         ("serving_default", {"images": images((2, 32, 16, 3))},
          r"`images` must be 16x16 pixels \(the input size of the model\).*predict_image_bytes"),
         ("decide", {"images": images((2, 16, 16, 4))}, r"`images` must have 3 channels"),
+        ("predict_set", {"images": images() + 200}, r"`images` must hold RGB pixels in 0..255"),
+        ("predict_set_image_bytes", {"image_bytes": np.array([png(), b"not an image"], object)},
+         r"image_bytes\[1\] is not a JPEG, PNG, GIF, BMP or WebP file"),
         ("predict_image_bytes", {"image_bytes": np.array([png(), b"not an image"], object)},
          r"image_bytes\[1\] is not a JPEG, PNG, GIF, BMP or WebP file"),
         ("predict_image_bytes", {"image_bytes": np.array([b""], object)},
@@ -112,6 +115,11 @@ def test_empty_batch_answers_with_empty_outputs_in_every_signature(serving):
     out = serving.run("decide_with_costs", images=empty, cost_matrix=ZERO_ONE, log_prior=LOG_PRIOR)
     assert out["decision"].shape == (0,) and out["expected_cost"].shape == (0, 3)
     assert out["probabilities"].shape == (0, 3)
+    for signature, inputs in (("predict_set", {"images": empty}),
+                              ("predict_set_image_bytes", {"image_bytes": np.array([], object)})):
+        out = serving.run(signature, **inputs)
+        assert out["in_set"].shape == (0, 3), signature
+        assert out["set_size"].shape == out["set_names"].shape == (0,)
 
 
 def png_declaring(height, width):
