@@ -20,6 +20,7 @@ import textwrap
 import warnings
 
 from calibkeras import workflow
+from calibkeras.choices import CONFORMAL_MODES, CONFORMITY_SCORES
 from calibkeras.workflow import CALIBRATIONS, DEMO_SETTINGS, LOSSES, SAMPLINGS, STRATEGIES
 
 EXIT_DATA = 1
@@ -85,6 +86,16 @@ def _int_at_least(minimum, description):
 
 _positive_int = _int_at_least(1, "a positive integer")
 _non_negative_int = _int_at_least(0, "an integer >= 0")
+
+
+def _open_fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
 
 
 def _fraction(text):
@@ -275,6 +286,17 @@ def _add_training_flags(parser):
                         help="auto (default: temperature, bias_corrected or vector scaling, "
                              "chosen by cross-validated NLL on the validation data; the "
                              "simplest within one standard error) or one of them")
+    parser.add_argument("--alpha", type=_open_fraction, default=None, metavar="A",
+                        help="fit conformal prediction sets on the validation data: each "
+                             "set holds the true class with probability at least 1 - A "
+                             "(e.g. 0.1; default: no sets)")
+    parser.add_argument("--conformal", choices=CONFORMAL_MODES, default="by_class",
+                        help="with --alpha: by_class (default; the coverage holds for every "
+                             "class, under any prior) or marginal (overall, weighted for the "
+                             "deployment prior)")
+    parser.add_argument("--set-score", choices=CONFORMITY_SCORES, default="lac",
+                        help="with --alpha: the sets' conformity score, lac (default; "
+                             "smallest sets), aps or raps (sets that grow with uncertainty)")
     parser.add_argument("--loss", choices=LOSSES, default="logit_adjusted",
                         help="logit_adjusted (default) learns balanced logits; the others "
                              "learn the training prior, removed after training")
@@ -380,6 +402,8 @@ def _evaluate_command(args):
     )
     print(workflow.format_prior_report(result.summary["prior"]))
     print(format_summary_table(result.summary))
+    if "conformal" in result.summary:
+        print(workflow.format_conformal_summary(result.summary["conformal"]))
     for path in (args.json_path, args.predictions):
         if path is not None:
             print(f"wrote {path}")
@@ -397,7 +421,10 @@ def _predict_command(args):
     print(workflow.format_prior_report(result.prior))
     for row in result.predictions:
         shown = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top_k"])
-        print(f"{row['image']}: {shown} -> decision: {row['decision']}")
+        line = f"{row['image']}: {shown} -> decision: {row['decision']}"
+        if row["prediction_set"] is not None:
+            line += f"; set: {{{', '.join(row['prediction_set'])}}}"
+        print(line)
 
 
 def _export_command(args):

@@ -22,7 +22,13 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from calibkeras.choices import CALIBRATIONS, LOSSES, STRATEGIES
+from calibkeras.choices import (
+    CALIBRATIONS,
+    CONFORMAL_MODES,
+    CONFORMITY_SCORES,
+    LOSSES,
+    STRATEGIES,
+)
 from calibkeras.choices import SAMPLING_MODES as SAMPLINGS
 from calibkeras.utils.checks import (
     check_choice,
@@ -48,6 +54,7 @@ __all__ = [
     "deployment_prior",
     "evaluate",
     "export",
+    "format_conformal_summary",
     "format_demo_rows",
     "format_prior_report",
     "load_labelled_csv",
@@ -107,6 +114,14 @@ class TrainConfig:
         learning_rate: head learning rate; fine-tuning uses a tenth (default 1e-3).
         calibration: ``"auto"`` (default: temperature, bias-corrected or vector scaling,
             chosen by cross-validated NLL on the validation data) or one of them.
+        alpha: fit conformal prediction sets on the validation data at this
+            miscoverage level (e.g. 0.1: each set holds the true class 90 % of the
+            time); default None: no sets.
+        conformal: ``"by_class"`` (default: the coverage holds for every class, under
+            any prior) or ``"marginal"`` (overall, weighted for the model's
+            deployment prior); see :func:`calibkeras.conformal.fit_conformal`.
+        set_score: the sets' conformity score, ``"lac"`` (default: smallest sets),
+            ``"aps"`` or ``"raps"``.
         loss: one of :data:`LOSSES` (default ``logit_adjusted``).
         sampling: one of :data:`SAMPLINGS` (default ``natural``).
         seed: random seed (default 0).
@@ -138,6 +153,9 @@ class TrainConfig:
     fine_tune_fraction: float = 1.0
     learning_rate: float = 1e-3
     calibration: str = "auto"
+    alpha: float | None = None
+    conformal: str = "by_class"
+    set_score: str = "lac"
     loss: str = "logit_adjusted"
     sampling: str = "natural"
     seed: int = 0
@@ -161,6 +179,14 @@ class TrainConfig:
         check_positive_float(self.learning_rate, "learning_rate")
         check_choice(self.loss, "loss", LOSSES)
         check_choice(self.calibration, "calibration", CALIBRATIONS)
+        if self.alpha is not None and (isinstance(self.alpha, bool)
+                                       or not 0 < float(self.alpha) < 1):
+            raise ValueError(
+                f"`alpha` must be a number in (0, 1), the allowed miscoverage of the "
+                f"prediction sets (0.1 for 90 % coverage); got {self.alpha!r}"
+            )
+        check_choice(self.conformal, "conformal", CONFORMAL_MODES)
+        check_choice(self.set_score, "set_score", CONFORMITY_SCORES)
         check_choice(self.sampling, "sampling", SAMPLINGS)
         check_choice(self.strategy, "strategy", STRATEGIES)
 
@@ -206,19 +232,22 @@ class TrainResult(NamedTuple):
 
 
 class Evaluation(NamedTuple):
-    """What :func:`evaluate` returns: the summary (scores), probabilities, labels and
-    the data scored."""
+    """What :func:`evaluate` returns: the summary (scores), probabilities, labels, the
+    data scored and the model's prediction sets (``(N, K)`` booleans; None when the
+    model has none)."""
 
     summary: dict
     probs: object
     labels: object
     data: object
+    sets: object = None
 
 
 class Prediction(NamedTuple):
     """What :func:`predict` returns: the prior (:func:`prior_report`) and one dict per
     image (``image``, ``top_k``, ``decision``, ``expected_costs`` of every action,
-    ``probabilities``)."""
+    ``probabilities``, ``prediction_set``: the class names in the image's conformal set,
+    or None for a model without sets)."""
 
     prior: dict
     predictions: list
@@ -574,6 +603,9 @@ def _train_and_write(config, strategy, output, evaluation):
     selection = calibration_selection(history["calibration"], config.calibration)
     _say(say, f"calibration: {selection['why']} (fitted on {val.num_examples} validation "
               "images)")
+    sets = None
+    if config.alpha is not None:
+        sets = _fit_prediction_sets(model, val, config, say)
     record = calibration_record(model, image_size, {
         "image_column": config.image_column,
         "label_column": config.label_column,
@@ -588,6 +620,7 @@ def _train_and_write(config, strategy, output, evaluation):
         "validation_images": val.num_examples,
         "training_seconds": round(training_seconds, 1),
         "calibration_selection": selection,
+        "prediction_sets": sets,
     })
     with staged_directory(output, config.overwrite, argument="output",
                           layout="model") as staging:
@@ -601,6 +634,28 @@ def _train_and_write(config, strategy, output, evaluation):
                report_dir=staging / REPORT_DIR, verbose=say)
         extra = evaluation(model, record, staging) if evaluation else None
     return TrainResult(model, record, extra)
+
+
+def _fit_prediction_sets(model, val, config, say):
+    """Fits the model's prediction sets on the validation data; their JSON record."""
+    import warnings
+
+    by_class = config.conformal == "by_class"
+    fit = model.fit_prediction_sets(val, alpha=config.alpha, by_class=by_class,
+                                    score=config.set_score,
+                                    prior=None if by_class else "model")
+    names = model.class_names
+    _say(say, f"prediction sets: {config.conformal}, {config.set_score}, alpha "
+              f"{config.alpha:g}, fitted on {val.num_examples} validation images")
+    if len(fit.always_included):
+        always = ", ".join(repr(names[k]) for k in fit.always_included)
+        warnings.warn(
+            f"classes {always} have fewer than {fit.min_class_count} validation images, "
+            f"too few for a threshold at alpha {config.alpha:g}: they are in every "
+            "prediction set. Add validation images of them, or raise --alpha",
+            UserWarning, stacklevel=2,
+        )
+    return fit.as_dict(names)
 
 
 def calibration_selection(fit, requested):
@@ -647,11 +702,54 @@ def _score(model, record, data, prior, title, report_dir=None, verbose=True,
     summary["prior"] = prior_report(model, choice)
     summary["calibration"] = record.get("calibration_selection", {}).get(
         "why", f"{model.calibration.method}, T = {model.temperature:.4f}")
+    sets = None
+    if model.prediction_set.fitted:
+        sets = model.prediction_sets(logits)
+        summary["conformal"] = _conformal_summary(model, labels, sets, prior_vector)
     if report_dir is not None:
         write_report(report_dir, summary, labels, probs, model.class_names,
                      uncalibrated_probs=uncalibrated, class_counts=record.get("class_counts"),
-                     overwrite=overwrite)
-    return Evaluation(summary, probs, labels, data)
+                     overwrite=overwrite, sets=sets)
+    return Evaluation(summary, probs, labels, data, sets)
+
+
+def format_conformal_summary(section):
+    """One paragraph of the ``conformal`` section of an evaluation, for the terminal."""
+    lines = [
+        f"prediction sets ({section['mode']}, {section['score']}, alpha {section['alpha']:g}):"
+        f" coverage {section['marginal_coverage']:.3f} (target {1 - section['alpha']:.2f}), "
+        f"mean size {section['mean_set_size']:.2f}",
+        "  coverage by class: " + ", ".join(
+            f"{name} {'-' if value is None else format(value, '.2f')}"
+            for name, value in section["per_class_coverage"].items()),
+    ]
+    if section["classes_below_target"]:
+        lines.append("  below the target: " + ", ".join(section["classes_below_target"]))
+    if section["always_included"]:
+        lines.append("  in every set (too few calibration images): "
+                     + ", ".join(section["always_included"]))
+    return "\n".join(lines)
+
+
+def _conformal_summary(model, labels, sets, prior):
+    """The ``conformal`` section of an evaluation: the sets' settings, their coverage
+    (marginal, under ``prior``, per class) and sizes, and the classes below target."""
+    import numpy as np
+
+    from calibkeras.conformal import set_coverage
+
+    layer = model.prediction_set
+    names = model.class_names
+    coverage = set_coverage(labels, sets, prior=prior)
+    always = np.isinf(layer.thresholds.numpy())
+    return {
+        "alpha": layer.alpha,
+        "mode": layer.mode,
+        "score": layer.score,
+        **coverage.as_dict(names),
+        "always_included": [name for name, a in zip(names, always, strict=True) if a],
+        "classes_below_target": [names[k] for k in coverage.classes_below(1 - layer.alpha)],
+    }
 
 
 def load_labelled_csv(record, csv, *, image_root=None, image_column=None, label_column=None):
@@ -735,12 +833,17 @@ def evaluate(model, csv=None, *, directory=None, prior="model", image_root=None,
 
 def _write_predictions(path, result, class_names, kept=None):
     """One row per image: ``kept`` columns (a DataFrame, or None), then path, label,
-    predicted and one probability column per class."""
+    predicted, the prediction set (class names joined by ``"|"``, when the model has
+    sets) and one probability column per class."""
     import numpy as np
     import pandas as pd
 
+    from calibkeras.export.saved_model import SET_SEPARATOR
+
     table = pd.DataFrame(result.probs, columns=class_names)
     names = np.asarray(class_names)
+    if result.sets is not None:
+        table.insert(0, "prediction_set", [SET_SEPARATOR.join(names[row]) for row in result.sets])
     table.insert(0, "predicted", names[result.probs.argmax(axis=1)])
     table.insert(0, "label", names[result.labels])
     table.insert(0, "path", list(result.data.file_paths))
@@ -859,8 +962,10 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
     actions = list(action_names or [str(a) for a in range(cost_matrix.shape[0])])
     if abstain_cost is not None:
         actions.append("abstain")
+    sets = classifier.prediction_sets(logits) if classifier.prediction_set.fitted else None
     results = []
-    for path, row, decision, costs in zip(images, probs, decisions, expected, strict=True):
+    for index, (path, row, decision, costs) in enumerate(
+            zip(images, probs, decisions, expected, strict=True)):
         top = np.argsort(-row)[:top_k]
         results.append({
             "image": path,
@@ -868,6 +973,9 @@ def predict(model, images, *, prior="model", costs=None, top_k=3):
             "decision": actions[int(decision)],
             "expected_costs": dict(zip(actions, map(float, costs), strict=True)),
             "probabilities": dict(zip(class_names, map(float, row), strict=True)),
+            "prediction_set": (None if sets is None else
+                               [name for name, k in zip(class_names, sets[index], strict=True)
+                                if k]),
         })
     return Prediction(prior_report(classifier, choice), results)
 

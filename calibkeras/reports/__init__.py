@@ -12,6 +12,7 @@ from calibkeras.reports.confusion_matrix import plot_confusion_matrix
 from calibkeras.reports.cost_vs_abstain import cost_vs_abstain, plot_cost_vs_abstain
 from calibkeras.reports.evaluation import evaluation_summary, format_summary_table
 from calibkeras.reports.html_report import write_report
+from calibkeras.reports.prediction_sets import plot_set_coverage
 from calibkeras.reports.recall_by_class import plot_recall_by_class
 from calibkeras.reports.reliability_diagram import plot_reliability_diagram
 
@@ -25,5 +26,6 @@ __all__ = [
     "plot_cost_vs_abstain",
     "plot_recall_by_class",
     "plot_reliability_diagram",
+    "plot_set_coverage",
     "write_report",
 ]

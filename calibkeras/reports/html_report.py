@@ -10,6 +10,7 @@ from calibkeras.reports.classwise_reliability import plot_classwise_reliability
 from calibkeras.reports.confusion_matrix import plot_confusion_matrix
 from calibkeras.reports.cost_vs_abstain import plot_cost_vs_abstain
 from calibkeras.reports.evaluation import ece_sentence, metric_rows
+from calibkeras.reports.prediction_sets import plot_set_coverage
 from calibkeras.reports.recall_by_class import plot_recall_by_class
 from calibkeras.reports.reliability_diagram import plot_reliability_diagram
 from calibkeras.utils.deprecation import labels_first
@@ -23,6 +24,8 @@ CAPTIONS = {
     "confusion_matrix.png": "Confusion matrix of the argmax predictions (rows: true class)",
     "recall_by_class.png": "Recall by class under each prior",
     "cost_vs_abstain.png": "Cost of Bayes decisions with an abstain option",
+    "prediction_sets.png": "Coverage of the conformal prediction sets by class, and their "
+                           "sizes",
 }
 
 HOW_TO_READ = (
@@ -68,6 +71,7 @@ def write_report(
     cost_matrix=None,
     class_counts=None,
     overwrite=False,
+    sets=None,
 ):
     """Writes the evaluation report: PNG plots, ``summary.json`` and ``report.html``.
 
@@ -94,6 +98,8 @@ def write_report(
         class_counts: optional ``(K,)`` training counts (orders the recall plot).
         overwrite: whether to replace an existing non-empty ``output_dir``; only a
             report folder (one holding report.html and summary.json) is replaced.
+        sets: optional ``(N, K)`` conformal prediction sets; ``summary["conformal"]``
+            must then hold their ``alpha`` (adds ``prediction_sets.png``).
 
     Returns:
         A dict mapping each written file's name (``"reliability.png"``, ...,
@@ -132,6 +138,10 @@ def write_report(
         figures["recall_by_class.png"] = lambda: plot_recall_by_class(
             labels, probs_by_prior, class_names, class_counts=class_counts)
     figures["cost_vs_abstain.png"] = lambda: plot_cost_vs_abstain(labels, probs, cost_matrix)
+    if sets is not None:
+        figures["prediction_sets.png"] = lambda: plot_set_coverage(
+            labels, sets, class_names, summary["conformal"]["alpha"],
+            class_counts=class_counts)
 
     with staged_directory(output_dir, overwrite, argument="output_dir",
                           layout="report") as staging:
@@ -199,6 +209,19 @@ def report_html(summary, images):
         )
     parts.append("</table>")
 
+    conformal = summary.get("conformal")
+    if conformal:
+        below = ", ".join(conformal["classes_below_target"]) or "none"
+        always = ", ".join(conformal["always_included"]) or "none"
+        parts += [
+            "<h2>Prediction sets</h2>",
+            f"<p>{esc(conformal['mode'])} sets ({esc(conformal['score'])}) at alpha "
+            f"{conformal['alpha']:g}: the true class is in the set of "
+            f"{conformal['marginal_coverage']:.3f} of the images (target "
+            f"{1 - conformal['alpha']:.2f}); mean size {conformal['mean_set_size']:.2f}; "
+            f"classes below the target: {esc(below)}; always in the set (too few "
+            f"calibration images): {esc(always)}.</p>",
+        ]
     parts.append("<h2>Plots</h2>")
     for name, png in images.items():
         caption = CAPTIONS.get(name, name)

@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,7 +70,9 @@ def workspace(tmp_path_factory):
     result = run(
         "train", "--train-dir", train_dir, "--class-names", names_file, "--val-csv", val_csv,
         "--image-root", food10_dir(), "--image-size", 32, "--epochs", 1,
-        "--fine-tune-epochs", 0, "--batch-size", 8, "--output", output, umask=0o022,
+        "--fine-tune-epochs", 0, "--batch-size", 8, "--output", output,
+        # Prediction sets at alpha 0.5: 2 validation images per class give thresholds.
+        "--alpha", 0.5, "--set-score", "raps", umask=0o022,
     )
     return {"folder": folder, "test_csv": test_csv, "model": output, "train_log": result}
 
@@ -106,6 +109,9 @@ def test_train_writes_the_model_folder(workspace):
     assert record["train_dir"] == str(workspace["folder"] / "train")
     assert record["train_csv"] is None
     assert record["preprocessing"]["image_size"] == [32, 32]
+    sets = record["prediction_sets"]
+    assert (sets["alpha"], sets["mode"], sets["score"]) == (0.5, "by_class", "raps")
+    assert sets["always_included"] == [] and set(sets["thresholds"]) == set(CLASS_NAMES)
     assert_html_with_images(model_dir / "report" / "report.html")
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".run")]
 
@@ -168,14 +174,24 @@ def test_evaluate_writes_json_report_and_predictions(workspace):
         assert key in scores["calibration_test"], key
     assert set(scores["per_class"]["apple_pie"]) >= {"precision", "recall", "f1", "support"}
     assert sum(scores["prior_used"]) == pytest.approx(1.0)
+    conformal = scores["conformal"]
+    assert (conformal["alpha"], conformal["mode"], conformal["score"]) == (0.5, "by_class", "raps")
+    assert set(conformal["per_class_coverage"]) == set(CLASS_NAMES)
+    assert sum(conformal["set_size_histogram"]) == 20
+    assert "prediction sets (by_class, raps, alpha 0.5): coverage" in result.stdout
+    assert (folder / "eval_report" / "prediction_sets.png").exists()
     for png in (folder / "eval_report").glob("*.png"):
         assert_png(png)
     assert_html_with_images(folder / "eval_report" / "report.html")
     predictions = pd.read_csv(folder / "predictions.csv")
-    assert list(predictions.columns[:5]) == ["image_id", "category", "path", "label",
-                                             "predicted"]
+    assert list(predictions.columns[:6]) == ["image_id", "category", "path", "label",
+                                             "predicted", "prediction_set"]
     assert len(predictions) == 20
-    assert predictions.iloc[:, 5:].sum(axis=1).round(5).eq(1.0).all()
+    assert predictions.iloc[:, 6:].sum(axis=1).round(5).eq(1.0).all()
+    covered = [label in str(members).split("|")
+               for label, members in zip(predictions["label"], predictions["prediction_set"],
+                                         strict=True)]
+    assert np.mean(covered) == pytest.approx(conformal["marginal_coverage"])
     test_rows = pd.read_csv(workspace["test_csv"])  # --keep-columns: row by row, in order
     assert predictions["image_id"].tolist() == test_rows["image_id"].tolist()
     assert predictions["path"].map(os.path.basename).tolist() == [
@@ -205,6 +221,9 @@ def test_predict_gives_probabilities_and_cost_decisions(workspace):
         assert costs["abstain"] == 0.0
         for k, probability in enumerate(prediction["probabilities"].values()):
             assert costs[str(k)] == pytest.approx(1 - probability, abs=1e-6)
+        assert set(prediction["prediction_set"]) <= set(CLASS_NAMES)
+    plain = run("predict", "--model", workspace["model"], *paths)
+    assert all("; set: {" in line for line in plain.stdout.splitlines()[-2:])
 
 
 def test_export_writes_a_verified_version(workspace):
