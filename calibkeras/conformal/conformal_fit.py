@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 from keras import ops
+from sklearn.utils import check_random_state
 
 from calibkeras.choices import CONFORMITY_SCORES
 from calibkeras.conformal.coverage import set_coverage
@@ -134,8 +135,8 @@ class ConformalFit:
         Args:
             probs: ``(N, K)`` calibrated balanced posteriors (uniform prior), as the
                 thresholds were fitted on.
-            random_state: seed or ``numpy.random.Generator`` of the randomised scores
-                (ignored unless :attr:`randomized`).
+            random_state: seed, ``RandomState`` or ``Generator`` of the randomised
+                sets (ignored unless :attr:`randomized`).
         """
         return self.scores(probs, random_state=random_state) <= self.thresholds
 
@@ -176,7 +177,7 @@ def fit_conformal(
     randomized=False,
     penalty=DEFAULT_PENALTY,
     k_reg=DEFAULT_K_REG,
-    random_state=None,
+    random_state=0,
 ):
     """Fits split-conformal prediction sets on labelled calibration data.
 
@@ -199,6 +200,12 @@ def fit_conformal(
       under the deployment prior. Without ``prior`` it holds under the calibration
       data's own class frequencies only.
 
+    APS and RAPS calibration scores always use a random ``u`` (Romano et al.'s
+    randomised scores; MAPIE does the same): whatever ``u``, the score with ``u = 0``
+    is at most the calibration score, so the non-randomised sets keep the guarantee,
+    and a random ``u`` gives a much lower threshold than ``u = 1`` (the whole mass of
+    the class), which for confident networks makes sets of most classes.
+
     Args:
         probs: ``(N, K)`` calibrated balanced posteriors of the calibration images.
         labels: ``(N,)`` their class ids.
@@ -209,13 +216,19 @@ def fit_conformal(
             :func:`calibkeras.conformal.conformity_scores`).
         prior: the deployment prior for ``by_class=False``: ``"uniform"`` or ``(K,)``
             probabilities (e.g. an EM estimate's ``.prior``); None: no weighting.
-        randomized: randomise APS/RAPS scores (``u ~ U(0, 1)``), for coverage close to
-            exactly ``1 - alpha`` at the price of sets that vary from call to call;
-            default False (the class that crosses the threshold is included: coverage
-            at least ``1 - alpha``, often more). Served sets are never randomised.
+        randomized: randomise the APS/RAPS sets too (a fresh ``u ~ U(0, 1)`` per row
+            at prediction), for coverage close to exactly ``1 - alpha`` at the price of
+            sets that vary from call to call (and may be empty). Default False: a set
+            holds every class whose score with ``u = 0`` is within the threshold (the
+            class that crosses it is included), a fixed function of the image with
+            coverage at least ``1 - alpha``. Served sets are never randomised.
         penalty: RAPS penalty per rank beyond ``k_reg`` (default 0.01).
         k_reg: ranks RAPS leaves unpenalised (default 1).
-        random_state: seed or ``numpy.random.Generator`` for ``randomized``.
+        random_state: the draws of ``u`` of the APS/RAPS calibration scores: an int
+            seed (default 0: the same data give the same thresholds), a
+            ``numpy.random.RandomState`` or ``Generator``, or None (fresh entropy). An
+            int seeds a ``RandomState`` as scikit-learn does, so the scores equal MAPIE's
+            for the same seed.
 
     Returns:
         A :class:`ConformalFit`.
@@ -257,8 +270,8 @@ def fit_conformal(
         prior = (np.full(num_classes, 1.0 / num_classes) if _is_uniform(prior)
                  else check_prior(prior, num_classes))
 
-    # A calibration example's score: u = 1 (its class's whole mass), or random.
-    u = _uniform(random_state, len(labels)) if randomized else 1.0
+    # The mass down to the class less u times its probability (as MAPIE; LAC ignores u).
+    u = 1.0 - _uniform(random_state, len(labels))
     matrix = conformity_scores(probs, score=score, u=u, penalty=penalty, k_reg=k_reg)
     own = ops.convert_to_numpy(matrix)[np.arange(len(labels)), labels]
     counts = np.bincount(labels, minlength=num_classes)
@@ -309,5 +322,8 @@ def _check_columns(probs, num_classes):
 
 
 def _uniform(random_state, n):
-    """``(n, 1)`` draws of U(0, 1) from a seed or Generator."""
-    return np.random.default_rng(random_state).uniform(size=(n, 1))
+    """``(n, 1)`` draws of U(0, 1): from a ``Generator`` as it is, else from
+    scikit-learn's ``check_random_state`` (an int seeds a ``RandomState``)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state.uniform(size=(n, 1))
+    return check_random_state(random_state).uniform(size=n).reshape(-1, 1)

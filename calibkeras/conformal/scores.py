@@ -20,10 +20,10 @@ def conformity_scores(probs, *, score="lac", u=1.0, penalty=0.0, k_reg=1):
     * ``"raps"`` (regularised APS, Angelopoulos et al. 2021): APS plus
       ``penalty * max(0, rank(y) - k_reg)``, ``rank`` 1-based.
 
-    A calibration example scores ``u = 1`` (the mass down to and including its class)
-    or ``u ~ U(0, 1)`` (randomised); a prediction set admits ``y`` when its score with
-    ``u = 0`` (non-randomised: the class that crosses the threshold is included) or
-    the same ``u`` (randomised) is at most the threshold. Ties between probabilities
+    A calibration example scores with ``u ~ U(0, 1)`` (:func:`fit_conformal`); a
+    prediction set admits ``y`` when its score with ``u = 0`` (non-randomised: the class
+    that crosses the threshold is included) or with a fresh ``u`` (randomised) is at
+    most the threshold. Ties between probabilities
     are ranked by class id (a stable sort). The inputs are not checked here.
 
     Args:
