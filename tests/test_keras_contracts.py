@@ -19,11 +19,10 @@ LAYERS = {
                                                   initial_bias=[0.3, -0.1, -0.2]), False),
     "PriorShift": (lambda: PriorShift(prior="training", class_counts=[6, 3, 1],
                                       class_names=["a", "b", "c"]), False),
-    "PredictionSet(lac)": (lambda: PredictionSet(3, alpha=0.1, mode="by_class",
-                                                initial_thresholds=[0.6, None, 0.8]), False),
-    "PredictionSet(raps)": (lambda: PredictionSet(3, score="raps", alpha=0.1, mode="marginal",
-                                                 penalty=0.05, k_reg=1,
-                                                 initial_thresholds=[0.9, 0.95, 0.9]), False),
+    # RAPS: the sort, the ranks and the penalty (LAC is 1 - p); an inf threshold.
+    "PredictionSet": (lambda: PredictionSet(3, score="raps", alpha=0.1, mode="by_class",
+                                            penalty=0.05, k_reg=1,
+                                            initial_thresholds=[0.7, None, 0.8]), False),
     "CostSensitiveDecision": (
         lambda: CostSensitiveDecision([[0.0, 2.0, 3.0], [1.0, 0.0, 4.0]], abstain_cost=0.5,
                                       action_names=["serve", "check"]),
