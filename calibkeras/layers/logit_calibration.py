@@ -72,7 +72,7 @@ class LogitCalibration(keras.layers.Layer):
     @property
     def temperature(self):
         """``1 / mean(scale)``: the temperature of a temperature fit (float)."""
-        return float(1.0 / np.mean(ops.convert_to_numpy(self.scale)))
+        return float(1.0 / np.mean(self.scale.numpy()))
 
     def set_calibration(self, scale, bias, method):
         """Sets the per-class ``scale`` and ``bias`` (``K`` finite numbers each; scale > 0)."""

@@ -100,7 +100,7 @@ class PriorShift(keras.layers.Layer):
     @property
     def prior(self):
         """The current prior as a NumPy float64 array of shape ``(K,)``."""
-        log_prior = ops.convert_to_numpy(self.log_prior).astype(np.float64)
+        log_prior = self.log_prior.numpy().astype(np.float64)
         prior = np.exp(log_prior)
         return prior / prior.sum()
 

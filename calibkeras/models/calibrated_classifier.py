@@ -229,7 +229,7 @@ class CalibratedClassifier(keras.Model):
         if calibrated:
             logits = self.calibration(logits)
         if prior is None:
-            log_prior = ops.convert_to_numpy(self.prior_shift.log_prior).astype(np.float64)
+            log_prior = self.prior_shift.log_prior.numpy().astype(np.float64)
         else:
             log_prior = np.log(self.resolve_prior(prior))
         return softmax(ops.convert_to_numpy(logits).astype(np.float64) + log_prior, axis=1)
@@ -349,7 +349,7 @@ class CalibratedClassifier(keras.Model):
 
         logits, labels = self.predict_balanced_logits(data, batch_size=batch_size)
         if isinstance(prior, str) and prior == "model":
-            prior = ops.convert_to_numpy(self.prior_shift.prior).astype(np.float64)
+            prior = self.prior_shift.prior
         elif prior is not None and not (isinstance(prior, str) and prior == "uniform"):
             prior = self.resolve_prior(prior, logits=logits, labels=labels)
         fit = fit_conformal(self.probabilities(logits, "uniform"), labels, alpha,
