@@ -182,8 +182,9 @@ def build_parser():
     ), columns_default=("filepath", "label"))
     validation = train.add_mutually_exclusive_group()
     validation.add_argument("--val-csv", metavar="CSV",
-                            help="validation CSV for the calibration (default: a stratified "
-                                 "split of the training data, see --val-fraction)")
+                            help="validation CSV for the calibration, with images of every "
+                                 "training class (default: a stratified split of the training "
+                                 "data, see --val-fraction)")
     validation.add_argument("--val-dir", metavar="DIR",
                             help="validation folder, one subfolder per class (with "
                                  "--skip-bad-images REPORT.csv its report is REPORT.val.csv)")
@@ -202,8 +203,10 @@ def build_parser():
     evaluate = commands.add_parser("evaluate", help="score a trained model on labelled images")
     evaluate.add_argument("--model", required=True, metavar="DIR", help="a trained model folder")
     _add_data_flags(evaluate, ("--csv", "--dir", "directory"), (
-        "CSV of images and labels to score",
-        "folder of images to score, one subfolder per class named as the model's classes",
+        "CSV of images and labels to score (it may lack some of the model's classes: the "
+        "classes present are scored)",
+        "folder of images to score, one subfolder per class named as the model's classes "
+        "(some may be missing)",
     ), columns_default=("the model's", "the model's"))
     _add_prior_flag(evaluate)
     evaluate.add_argument("--json", metavar="OUT", dest="json_path",

@@ -300,7 +300,8 @@ class DeploymentPrior(NamedTuple):
     shift_test: object = None
 
 
-#: Fewer images per class than this make an estimated prior too uncertain to trust.
+#: Fewer images per class (on average) than this make an estimated prior, or a
+#: calibration fitted on validation data, too uncertain to trust: both warn.
 MIN_IMAGES_PER_CLASS = 10
 
 
@@ -410,11 +411,13 @@ def _training_data(config, image_size):
         train = load_labelled_data(*train_source, class_names=config.class_names,
                                    **_bad_image_options(config.skip_bad_images),
                                    **common, **training)
+        val_source = _source(config.val_csv, config.val_dir, "val")
         with _named_in_errors({"`class_names`": "the training data's classes"}):
-            val = load_labelled_data(*_source(config.val_csv, config.val_dir, "val"),
-                                     class_names=train.class_names, cache=True,
+            val = load_labelled_data(*val_source, class_names=train.class_names, cache=True,
+                                     allow_missing_classes=True,
                                      **_bad_image_options(config.skip_bad_images, ".val"),
                                      **common)
+        _refuse_missing_validation_classes(val, val_source)
         return train, val
     # Check every image once (with its CSV line), then split the good ones unchecked.
     whole = load_labelled_data(*train_source, class_names=config.class_names,
@@ -425,6 +428,26 @@ def _training_data(config, image_size):
     train = dataset_from_dataframe(train_rows, **split, **training)
     val = dataset_from_dataframe(val_rows, **split, cache=True)
     return train, val
+
+
+def _refuse_missing_validation_classes(val, source):
+    """Refuses validation data without images of some training classes: the
+    calibration (and any prediction sets) is fitted on every class."""
+    missing = [name for name, count in zip(val.class_names, val.class_counts, strict=True)
+               if count == 0]
+    if not missing:
+        return
+    path, argument = (source[0], source[2]) if source[0] is not None else (source[1], source[3])
+    listed = ", ".join(repr(name) for name in missing[:10])
+    if len(missing) > 10:
+        listed += f", ... ({len(missing)} in all)"
+    these = f"classes {listed}" if len(missing) > 1 else f"class {listed}"
+    raise ValueError(
+        f"`{argument}` '{path}' has no images of the training {these}, and the calibration "
+        f"is fitted on every class: add images of {'them' if len(missing) > 1 else 'it'} "
+        f"to `{argument}`, or leave `{argument}` out to hold out `val_fraction` of each "
+        "training class instead"
+    )
 
 
 def _source(csv, directory, prefix):
@@ -474,8 +497,8 @@ def load_labelled_data(csv=None, directory=None, csv_argument="csv",
             (:func:`calibkeras.data.dataset_from_directory`).
         csv_argument, directory_argument: the names of the two in messages.
         image_root, image_column, label_column: for a CSV.
-        **loader_options: ``class_names`` and :class:`calibkeras.data.LoaderOptions`
-            fields.
+        **loader_options: ``class_names``, ``allow_missing_classes`` and
+            :class:`calibkeras.data.LoaderOptions` fields.
 
     Returns:
         A :class:`calibkeras.data.LabeledDataset`.
@@ -540,12 +563,19 @@ def train(config, *, evaluation=None):
     """
     import keras
 
-    from calibkeras.distribute import is_chief, make_strategy, validate_tf_config
+    from calibkeras.distribute import (
+        describe_strategy,
+        is_chief,
+        make_strategy,
+        validate_tf_config,
+    )
     from calibkeras.utils.staging import check_output_dir
 
     keras.utils.set_random_seed(config.seed)
     # The strategy comes first: MultiWorkerMirroredStrategy must exist before TF runs ops.
     strategy = make_strategy(config.strategy)
+    if config.strategy != "default":
+        _say_strategy(config, *describe_strategy(config.strategy, strategy))
     chief = config.strategy != "multi_worker" or is_chief(validate_tf_config())
     if chief:
         check_output_dir(config.output, config.overwrite, argument="output", layout="model")
@@ -559,6 +589,18 @@ def train(config, *, evaluation=None):
     finally:
         if not chief:
             shutil.rmtree(output.parent, ignore_errors=True)
+
+
+def _say_strategy(config, line, on_gpu):
+    """Prints what the strategy runs on; a warning (shown even when quiet) when
+    ``"mirrored"`` found no GPU to mirror over."""
+    import warnings
+
+    if config.strategy == "mirrored" and not on_gpu:
+        warnings.warn(f"{line}: no GPU found, so nothing is mirrored; it trains as "
+                      "`strategy` 'default' would", UserWarning, stacklevel=3)
+    else:
+        _say(config.verbose, line)
 
 
 def _train_and_write(config, strategy, output, evaluation):
@@ -603,6 +645,7 @@ def _train_and_write(config, strategy, output, evaluation):
     selection = calibration_selection(history["calibration"], config.calibration)
     _say(say, f"calibration: {selection['why']} (fitted on {val.num_examples} validation "
               "images)")
+    _warn_if_few_for_calibration(val, history["calibration"])
     sets = None
     if config.alpha is not None:
         sets = _fit_prediction_sets(model, val, config, say)
@@ -634,6 +677,23 @@ def _train_and_write(config, strategy, output, evaluation):
                report_dir=staging / REPORT_DIR, verbose=say)
         extra = evaluation(model, record, staging) if evaluation else None
     return TrainResult(model, record, extra)
+
+
+def _warn_if_few_for_calibration(val, fit):
+    """Warns, in one line, when the calibration was fitted on fewer than
+    ``MIN_IMAGES_PER_CLASS`` validation images per class on average."""
+    import warnings
+
+    per_class = val.num_examples / val.num_classes
+    if per_class >= MIN_IMAGES_PER_CLASS:
+        return
+    warnings.warn(
+        f"the calibration ({fit.method}, T = {fit.temperature:.3g}) was fitted on "
+        f"{val.num_examples} validation images for {val.num_classes} classes ({per_class:.1f} "
+        f"per class on average, fewer than {MIN_IMAGES_PER_CLASS}): the fit is uncertain; "
+        "give more validation images (`val_csv` or `val_dir`, or a larger `val_fraction`)",
+        UserWarning, stacklevel=3,
+    )
 
 
 def _fit_prediction_sets(model, val, config, say):
@@ -772,11 +832,16 @@ def evaluate(model, csv=None, *, directory=None, prior="model", image_root=None,
              verbose=True):
     """Scores a trained model folder on labelled images: a CSV or a folder of classes.
 
+    The images need not show every class of the model: a warning names the classes
+    without images, the summary lists them as ``absent_classes``, they have no
+    recall, and balanced accuracy is the mean recall of the classes present (as
+    :func:`calibkeras.calibration.calibration_errors` defines it).
+
     Args:
         model: a trained model folder.
         csv: CSV of images and labels; or give ``directory``.
         directory: folder ``directory/<class>/<images>`` whose subfolders are named
-            after the model's classes (every class needs one).
+            after the model's classes (a class without a subfolder has no images).
         prior: see :func:`deployment_prior` (default ``"model"``).
         image_root, image_column, label_column: as for :class:`TrainConfig` (the
             columns default to the model's).
@@ -814,9 +879,10 @@ def evaluate(model, csv=None, *, directory=None, prior="model", image_root=None,
         data = load_labelled_data(
             csv, directory, image_root=image_root, image_column=image_column,
             label_column=label_column or record.get("label_column", "label"),
-            class_names=record["class_names"],
+            class_names=record["class_names"], allow_missing_classes=True,
             image_size=tuple(record["preprocessing"]["image_size"]), **bad_images,
         )
+    _note_absent_classes(data, "csv" if csv is not None else "directory")
     kept = None
     if keep_columns is not None:
         kept = _read_kept_columns(csv, keep_columns, image_root=image_root,
@@ -829,6 +895,26 @@ def evaluate(model, csv=None, *, directory=None, prior="model", image_root=None,
         _write_predictions(predictions, result, record["class_names"],
                            None if kept is None else _rows_of(kept, data))
     return result
+
+
+def _note_absent_classes(data, argument):
+    """Warns, in one line, that ``data`` lacks some of the model's classes."""
+    import warnings
+
+    absent = [name for name, count in zip(data.class_names, data.class_counts, strict=True)
+              if count == 0]
+    if not absent:
+        return
+    listed = ", ".join(repr(name) for name in absent[:10])
+    if len(absent) > 10:
+        listed += f", ... ({len(absent)} in all)"
+    present = data.num_classes - len(absent)
+    warnings.warn(
+        f"`{argument}` has no images of {len(absent)} of the model's {data.num_classes} "
+        f"classes ({listed}): scored on the {present} present (balanced accuracy is their "
+        "mean recall; the absent classes have no recall)",
+        UserWarning, stacklevel=3,
+    )
 
 
 def _write_predictions(path, result, class_names, kept=None):

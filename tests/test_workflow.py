@@ -137,12 +137,92 @@ def test_training_data_from_one_csv_is_the_stratified_split_of_its_rows(tmp_path
     assert train.num_examples == len(expected_train) == 20 and val.num_examples == 10
 
 
+@pytest.mark.parametrize("kind", ["csv", "dir"])
+def test_validation_data_lacking_a_training_class_names_it_and_the_fix(tmp_path, kind):
+    train_dir = food_folders(tmp_path / "train", {"cake": 2, "soup": 2, "tea": 2})
+    val_dir = food_folders(tmp_path / "val", {"cake": 1, "tea": 1})
+    if kind == "csv":
+        rows = [(str(path), path.parent.name) for path in sorted(val_dir.rglob("*.jpg"))]
+        val = tmp_path / "val.csv"
+        pd.DataFrame(rows, columns=["filepath", "label"]).to_csv(val, index=False)
+    else:
+        val = val_dir
+    config = workflow.TrainConfig(train_dir=str(train_dir), output=str(tmp_path / "run"),
+                                  **{f"val_{kind}": str(val)})
+    with pytest.raises(ValueError) as error:
+        workflow._training_data(config, (16, 16))
+    assert str(error.value) == (
+        f"`val_{kind}` '{val}' has no images of the training class 'soup', and the "
+        f"calibration is fitted on every class: add images of it to `val_{kind}`, or leave "
+        f"`val_{kind}` out to hold out `val_fraction` of each training class instead")
+    flags = cli._flag_names(cli.build_parser(), "train")
+    assert cli._in_flags(str(error.value), flags).startswith(f"`--val-{kind}` '{val}' has no")
+    assert "`--val-fraction` of each" in cli._in_flags(str(error.value), flags)
+
+
+def test_a_calibration_on_few_validation_images_warns_with_the_numbers():
+    from types import SimpleNamespace
+
+    fit = SimpleNamespace(method="temperature", temperature=9.137)
+    few = SimpleNamespace(num_examples=20, num_classes=10)
+    with pytest.warns(UserWarning) as record:
+        workflow._warn_if_few_for_calibration(few, fit)
+    assert str(record[0].message) == (
+        "the calibration (temperature, T = 9.14) was fitted on 20 validation images for 10 "
+        "classes (2.0 per class on average, fewer than 10): the fit is uncertain; give more "
+        "validation images (`val_csv` or `val_dir`, or a larger `val_fraction`)")
+    enough = SimpleNamespace(num_examples=10 * workflow.MIN_IMAGES_PER_CLASS, num_classes=10)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        workflow._warn_if_few_for_calibration(enough, fit)
+
+
+def test_mirrored_strategy_says_what_it_runs_on(capsys, tmp_path):
+    import warnings
+
+    import tensorflow as tf
+
+    from calibkeras.distribute import describe_strategy, make_strategy
+
+    strategy = make_strategy("mirrored")
+    line, on_gpu = describe_strategy("mirrored", strategy)
+    devices = [d for d in tf.config.list_logical_devices() if d.device_type == "GPU"]
+    if devices:
+        assert on_gpu and line.startswith(f"mirrored strategy: {len(devices)} replica")
+        return
+    assert (line, on_gpu) == ("mirrored strategy: 1 replica (CPU:0)", False)
+    # train says it as soon as the strategy exists, before anything else (here: an
+    # existing output folder, refused).
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("earlier work")
+    taken = workflow.TrainConfig(train_dir=str(tmp_path), output=str(tmp_path / "taken"),
+                                 strategy="mirrored")
+    with pytest.warns(UserWarning, match=r"^mirrored strategy: 1 replica \(CPU:0\): no GPU"):
+        with pytest.raises((OSError, ValueError), match="already exists"):
+            workflow.train(taken)
+    config = workflow.TrainConfig(train_dir="d", output="run", strategy="mirrored",
+                                  verbose=False)
+    with pytest.warns(UserWarning, match=r"^mirrored strategy: 1 replica \(CPU:0\): no GPU "
+                                         r"found, so nothing is mirrored; it trains as "
+                                         r"`strategy` 'default' would$"):
+        workflow._say_strategy(config, line, on_gpu)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        workflow._say_strategy(dataclasses.replace(config, verbose=True),
+                               "mirrored strategy: 2 replicas (GPU:0, GPU:1)", True)
+    assert capsys.readouterr().out == "mirrored strategy: 2 replicas (GPU:0, GPU:1)\n"
+
+
 def test_command_choices_come_from_the_workflow():
     parser = cli.build_parser()
     train = next(a for a in parser._actions if a.dest == "command").choices["train"]
     choices = {a.dest: tuple(a.choices) for a in train._actions if a.choices}
     assert choices == {"loss": workflow.LOSSES, "sampling": workflow.SAMPLINGS,
-                       "strategy": workflow.STRATEGIES, "calibration": workflow.CALIBRATIONS}
+                       "strategy": workflow.STRATEGIES, "calibration": workflow.CALIBRATIONS,
+                       "conformal": workflow.CONFORMAL_MODES,
+                       "set_score": workflow.CONFORMITY_SCORES}
 
 
 def test_library_argument_names_become_flags_in_messages():

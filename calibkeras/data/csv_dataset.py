@@ -25,6 +25,7 @@ def dataset_from_csv(
     *,
     image_root=None,
     class_names=None,
+    allow_missing_classes=False,
     options=None,
     **option_overrides,
 ):
@@ -81,8 +82,13 @@ def dataset_from_csv(
             it fixes the class order (label id `k` is `class_names[k]`; use the
             same list for train, validation and test), every label must be one
             of these names (or an integer id in `[0, K)`), and every class needs
-            at least one example. When None: integer labels are ids and the
-            classes are "0" .. max id; otherwise the sorted distinct labels.
+            at least one example (see `allow_missing_classes`). When None:
+            integer labels are ids and the classes are "0" .. max id; otherwise
+            the sorted distinct labels.
+        allow_missing_classes: bool. Default False: every class of `class_names`
+            needs an example, as training and calibration data do. True (a test
+            set scored on the classes it has) lets classes have no examples:
+            their `class_counts` are 0. Natural sampling only.
         options: `LoaderOptions`, or None for its defaults.
         **option_overrides: `LoaderOptions` fields, applied on top of `options`.
 
@@ -148,6 +154,7 @@ def dataset_from_csv(
         default_report_path=stem + ".skipped.csv",
         class_names=class_names,
         options=options,
+        allow_missing_classes=allow_missing_classes,
     )
 
 
@@ -158,6 +165,7 @@ def dataset_from_dataframe(
     *,
     image_root=None,
     class_names=None,
+    allow_missing_classes=False,
     options=None,
     **option_overrides,
 ):
@@ -171,9 +179,9 @@ def dataset_from_dataframe(
 
     Args:
         dataframe: `pandas.DataFrame` with an image-path and a label column.
-        image_column, label_column, image_root, class_names: as in
-            `dataset_from_csv` (the root is the working folder when
-            `image_root` is None).
+        image_column, label_column, image_root, class_names,
+            allow_missing_classes: as in `dataset_from_csv` (the root is the
+            working folder when `image_root` is None).
         options, **option_overrides: `LoaderOptions` and its fields, as in
             `dataset_from_csv`.
 
@@ -214,6 +222,7 @@ def dataset_from_dataframe(
         default_report_path=os.path.join(tempfile.gettempdir(), "calibkeras_skipped_images.csv"),
         class_names=class_names,
         options=options,
+        allow_missing_classes=allow_missing_classes,
     )
 
 
@@ -375,6 +384,7 @@ def _dataset_from_table(
     default_report_path,
     class_names,
     options,
+    allow_missing_classes=False,
 ):
     listed = ", ".join(str(column) for column in table.columns)
     for argument, column in (("image_column", image_column), ("label_column", label_column)):
@@ -415,4 +425,6 @@ def _dataset_from_table(
         path_hint=path_hint,
         default_report_path=default_report_path,
         options=options,
+        allow_missing_classes=allow_missing_classes,
+        relative_paths=[not os.path.isabs(path) for path in relative],
     )

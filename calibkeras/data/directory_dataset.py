@@ -6,11 +6,13 @@ from calibkeras.data.file_dataset import labeled_dataset_from_files
 from calibkeras.data.loader_options import resolve_options
 from calibkeras.utils.checks import check_class_names
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 """File name endings (case-insensitive) that `dataset_from_directory` picks up."""
 
 
-def dataset_from_directory(directory, *, class_names=None, options=None, **option_overrides):
+def dataset_from_directory(
+    directory, *, class_names=None, allow_missing_classes=False, options=None, **option_overrides
+):
     """Builds a checked, batched image dataset from `directory/<class>/.../<image>`.
 
     Each immediate subfolder of `directory` is a class; its images are found
@@ -29,7 +31,12 @@ def dataset_from_directory(directory, *, class_names=None, options=None, **optio
         directory: str or path-like, the root folder.
         class_names: sequence of subfolder names, or None for all subfolders in
             sorted order. When given, it fixes the class order, only those
-            subfolders are read, and each must exist and hold at least one image.
+            subfolders are read, and each must exist and hold at least one image
+            (see `allow_missing_classes`).
+        allow_missing_classes: bool. Default False. True (a test set scored on
+            the classes it has) lets classes of `class_names` have no subfolder
+            or no images (but not all of them): their `class_counts` are 0.
+            Natural sampling only.
         options: `LoaderOptions`, or None for its defaults.
         **option_overrides: `LoaderOptions` fields, applied on top of `options`.
 
@@ -73,13 +80,16 @@ def dataset_from_directory(directory, *, class_names=None, options=None, **optio
         class_names = tuple(subfolders)
     else:
         missing = [name for name in class_names if name not in subfolders]
-        if missing:
+        # Without any of the subfolders it is the wrong folder, missing classes or not.
+        if missing and (not allow_missing_classes or len(missing) == len(class_names)):
             raise FileNotFoundError(
                 f"`class_names` {missing} have no subfolder in '{root}'; subfolders are: "
                 f"{', '.join(subfolders) or '(none)'}"
             )
     file_paths, labels = [], []
     for name in class_names:
+        if name not in subfolders:
+            continue
         for folder, dirnames, filenames in os.walk(os.path.join(root, name)):
             dirnames.sort()
             for filename in sorted(filenames):
@@ -97,4 +107,5 @@ def dataset_from_directory(directory, *, class_names=None, options=None, **optio
         path_hint="",
         default_report_path=root.rstrip(os.sep) + ".skipped.csv",
         options=options,
+        allow_missing_classes=allow_missing_classes,
     )

@@ -17,7 +17,7 @@ from calibkeras.data.labels import encode_labels
 from calibkeras.data.pipeline import file_pipeline
 from calibkeras.data.sampling import sampling_prior
 from calibkeras.priors import class_counts
-from calibkeras.utils.checks import _show
+from calibkeras.utils.checks import _show, check_bool
 
 
 def labeled_dataset_from_files(
@@ -31,6 +31,8 @@ def labeled_dataset_from_files(
     path_hint,
     default_report_path,
     options,
+    allow_missing_classes=False,
+    relative_paths=None,
 ):
     """Checks the rows, then builds the pipeline and its LabeledDataset.
 
@@ -44,6 +46,12 @@ def labeled_dataset_from_files(
         path_hint: str, how relative paths were resolved, for messages.
         default_report_path: str, where the skip report goes by default.
         options: `LoaderOptions` (checked), for the image checks and the pipeline.
+        allow_missing_classes: bool, let classes of `class_names` have no examples
+            (natural sampling only). Default False.
+        relative_paths: sequence of `N` bools, whether each row's path was given
+            relative (then `path_hint` says how it was resolved), or None (every
+            row as `path_hint` says). The hint is left out of a message whose bad
+            rows all had absolute paths.
 
     Returns:
         `LabeledDataset`.
@@ -51,10 +59,13 @@ def labeled_dataset_from_files(
     Raises:
         ValueError, FileNotFoundError: see `dataset_from_csv`.
     """
+    allow_missing_classes = check_bool(allow_missing_classes, "allow_missing_classes")
     ids, names = encode_labels(label_values, class_names, locations, source, label_column)
     file_paths = list(file_paths)
     bad = find_bad_images(file_paths, validate_images=options.validate_images)
     report_path = None
+    if relative_paths is not None and not any(relative_paths[item["index"]] for item in bad):
+        path_hint = ""  # no bad path was resolved against a folder: nothing to explain
     if bad and options.on_bad_image == "raise":
         raise_for_bad_images(bad, locations, source, len(file_paths), path_hint)
     if bad:
@@ -77,9 +88,20 @@ def labeled_dataset_from_files(
     kept_ids = ids[keep]
     counts = class_counts(kept_ids, len(names))
     empty = [f"{_show(names[k])} (id {k})" for k in range(len(names)) if counts[k] == 0]
-    if empty:
+    some_present = len(empty) < len(names)
+    if empty and not (allow_missing_classes and options.sampling == "natural" and some_present):
         skipped = f" after skipping {len(bad)} bad images" if bad else ""
         listed = ", ".join(empty[:10]) + (f", ... ({len(empty)} in all)" if len(empty) > 10 else "")
+        if allow_missing_classes and not some_present:
+            raise ValueError(
+                f"{source} has no examples of any class{skipped}: the classes are {listed}"
+            )
+        if allow_missing_classes:
+            raise ValueError(
+                f"classes {listed} have no examples in {source}{skipped}, and "
+                "`sampling='balanced'` draws every class: add rows for them, or use "
+                "`sampling='natural'`"
+            )
         raise ValueError(
             f"classes {listed} have no examples in {source}{skipped}; every class "
             "needs at least one example: add rows for them or remove them from "

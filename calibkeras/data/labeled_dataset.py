@@ -45,6 +45,13 @@ class LabeledDataset:
         num_skipped: int, rows skipped with `on_bad_image="skip"`. Default 0.
         bad_image_report: str path of the skipped-rows report, or None when
             nothing was skipped. Default None.
+
+    Keras' `model.fit`, `evaluate` and `predict` take a `tf.data.Dataset`, not this
+    object: pass `data.dataset` there (`model.fit(train.dataset,
+    validation_data=val.dataset)`). calibkeras' own functions (`fit_calibrated`,
+    the callbacks, `predict_balanced_logits`, `fit_prediction_sets`) take either. A
+    LabeledDataset given to Keras is refused with Keras' "Unrecognized data type"
+    error, whose text shows this object's repr, which says so.
     """
 
     dataset: tf.data.Dataset
@@ -74,6 +81,18 @@ class LabeledDataset:
                 f"`class_counts` and `prior` must have shape ({len(self.class_names)},) "
                 f"to match `class_names`, got {self.class_counts.shape} and {self.prior.shape}"
             )
+
+    def __repr__(self):
+        names = ", ".join(repr(name) for name in self.class_names[:10])
+        if self.num_classes > 10:
+            names += ", ..."
+        return (
+            f"LabeledDataset({self.num_examples} images, {self.num_classes} classes "
+            f"({names}), batch_size={self.batch_size}, image_size={self.image_size}, "
+            f"sampling={self.sampling!r}; Keras' fit, evaluate and predict take its "
+            "`.dataset`, a tf.data.Dataset: model.fit(train.dataset, "
+            "validation_data=val.dataset))"
+        )
 
     @property
     def num_classes(self):

@@ -31,12 +31,13 @@ from calibkeras.distribute.replicas import (  # noqa: F401
     pad_weighted_rows,
     split_across_replicas,
 )
-from calibkeras.distribute.strategies import STRATEGIES, make_strategy
+from calibkeras.distribute.strategies import STRATEGIES, describe_strategy, make_strategy
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
     "STRATEGIES",
     "batch_predictor",
+    "describe_strategy",
     "is_chief",
     "make_strategy",
     "validate_tf_config",

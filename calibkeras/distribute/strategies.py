@@ -8,6 +8,8 @@
   every worker waits, for at most ``timeout_seconds``, until all its peers accept
   connections (:func:`~calibkeras.distribute.cluster.wait_for_workers`), so that a
   worker that never comes up is reported in a clear error instead of a hang.
+
+:func:`describe_strategy` says in one line what a strategy runs on.
 """
 
 import tensorflow as tf
@@ -114,3 +116,36 @@ def make_strategy(
             "operation (before loading data or building a model): create the strategy "
             f"first in the program. TensorFlow said: {error}"
         ) from None
+
+
+def _short_device(name):
+    """``"CPU:0"`` of ``"/job:localhost/replica:0/task:0/device:CPU:0"``."""
+    spec = tf.DeviceSpec.from_string(name)
+    return f"{spec.device_type}:{spec.device_index}" if spec.device_type else name
+
+
+def describe_strategy(name, strategy):
+    """One line saying what a strategy of :func:`make_strategy` runs on.
+
+    Args:
+        name: the name it was built from (``"default"``, ``"mirrored"``,
+            ``"multi_worker"``).
+        strategy: the ``tf.distribute.Strategy``.
+
+    Returns:
+        ``(line, on_gpu)``: e.g. ``("mirrored strategy: 1 replica (CPU:0)", False)``;
+        ``on_gpu`` says whether any of this worker's devices is a GPU.
+
+    Example:
+        >>> describe_strategy("mirrored", make_strategy("mirrored"))[0]  # without a GPU
+        'mirrored strategy: 1 replica (CPU:0)'
+    """
+    devices = [_short_device(device) for device in strategy.extended.worker_devices]
+    replicas = strategy.num_replicas_in_sync
+    line = (f"{name} strategy: {replicas} replica{'s' if replicas != 1 else ''} "
+            f"({', '.join(devices)}")
+    if name == "multi_worker":
+        line += " on this worker"
+    line += ")"
+    return line, any(device.startswith("GPU") for device in devices)
+

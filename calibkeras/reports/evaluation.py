@@ -1,5 +1,6 @@
 """Evaluation summary of a probabilistic classifier: one JSON-ready dict and a text table."""
 
+import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 
 from calibkeras.calibration import SCORE_NAMES, calibration_errors, calibration_test
@@ -80,7 +81,10 @@ def evaluation_summary(
         ``classwise_ece``, ``adaptive_ece``, ``mce``, ``brier``, ``nll``;
         ``calibration_test`` (``ece``, ``ece_perfect_mean``, ``ece_perfect_p90``,
         ``p_value``, ``n_resamples``); ``per_class`` mapping each class name to its
-        ``precision``, ``recall``, ``f1`` and ``support`` (argmax predictions);
+        ``precision``, ``recall``, ``f1`` and ``support`` (argmax predictions; for a
+        class absent from ``labels`` the recall is None, and so are its precision
+        and F1 unless it is predicted); ``absent_classes`` (names of the classes
+        without labels: ``balanced_accuracy`` is the mean recall of the others);
         ``class_names``, ``num_samples``, ``num_bins``, ``prior_used`` (list or None),
         ``temperature`` (float or None) and ``uncalibrated`` (the same scores and
         ``calibration_test`` for ``uncalibrated_probs``, or None).
@@ -103,16 +107,13 @@ def evaluation_summary(
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, probs.argmax(axis=1), labels=list(range(num_classes)), zero_division=0
     )
+    predicted = np.bincount(probs.argmax(axis=1), minlength=num_classes)
     summary["per_class"] = {
-        name: {
-            "precision": float(precision[k]),
-            "recall": float(recall[k]),
-            "f1": float(f1[k]),
-            "support": int(support[k]),
-        }
+        name: _class_row(precision[k], recall[k], f1[k], support[k], predicted[k])
         for k, name in enumerate(class_names)
     }
     summary.update(
+        absent_classes=[name for k, name in enumerate(class_names) if support[k] == 0],
         class_names=class_names,
         num_samples=int(num_samples),
         num_bins=int(num_bins),
@@ -129,6 +130,33 @@ def evaluation_summary(
             )
         summary["uncalibrated"] = _scores(uncalibrated_probs, labels, num_bins, n_resamples, seed)
     return summary
+
+
+def _class_row(precision, recall, f1, support, predicted):
+    """One class's row of ``per_class``: None for what its images cannot define (the
+    recall of a class absent from the labels; its precision and F1 unless predicted)."""
+    present = support > 0
+    return {
+        "precision": float(precision) if present or predicted else None,
+        "recall": float(recall) if present else None,
+        "f1": float(f1) if present or predicted else None,
+        "support": int(support),
+    }
+
+
+def absent_classes_note(summary):
+    """The line that names the classes absent from an evaluation's labels, or None."""
+    absent = summary.get("absent_classes") or []
+    if not absent:
+        return None
+    present = len(summary["per_class"]) - len(absent)
+    return (f"Not in the labels: {', '.join(absent)} (no recall; balanced accuracy is the "
+            f"mean recall of the {present} classes present)")
+
+
+def _cell(value, width):
+    """A per-class number as text, ``-`` for None (undefined)."""
+    return f"{value:{width}.4f}" if value is not None else "-".rjust(width)
 
 
 def p_value_text(p_value, n_resamples):
@@ -194,6 +222,9 @@ def format_summary_table(summary):
     """
     has_uncalibrated = bool(summary.get("uncalibrated"))
     lines = [_header(summary)]
+    note = absent_classes_note(summary)
+    if note:
+        lines.append(note)
     if summary.get("calibration"):
         lines.append(f"Calibration: {summary['calibration']}")
     lines.append("")
@@ -220,8 +251,8 @@ def format_summary_table(summary):
     for name in names:
         row = summary["per_class"][name]
         lines.append(
-            f"{name.ljust(name_width)}  {row['precision']:9.4f}  {row['recall']:6.4f}  "
-            f"{row['f1']:6.4f}  {row['support']:7d}"
+            f"{name.ljust(name_width)}  {_cell(row['precision'], 9)}  "
+            f"{_cell(row['recall'], 6)}  {_cell(row['f1'], 6)}  {row['support']:7d}"
         )
     return "\n".join(lines)
 

@@ -9,7 +9,7 @@ from calibkeras.reports._figures import figure_to_png
 from calibkeras.reports.classwise_reliability import plot_classwise_reliability
 from calibkeras.reports.confusion_matrix import plot_confusion_matrix
 from calibkeras.reports.cost_vs_abstain import plot_cost_vs_abstain
-from calibkeras.reports.evaluation import ece_sentence, metric_rows
+from calibkeras.reports.evaluation import absent_classes_note, ece_sentence, metric_rows
 from calibkeras.reports.prediction_sets import plot_set_coverage
 from calibkeras.reports.recall_by_class import plot_recall_by_class
 from calibkeras.reports.reliability_diagram import plot_reliability_diagram
@@ -203,11 +203,14 @@ def report_html(summary, images):
         "<th>support</th></tr>",
     ]
     for name, row in summary["per_class"].items():
-        parts.append(
-            f"<tr><td>{esc(name)}</td><td>{row['precision']:.4f}</td>"
-            f"<td>{row['recall']:.4f}</td><td>{row['f1']:.4f}</td><td>{row['support']}</td></tr>"
-        )
+        cells = "".join(
+            f"<td>{'-' if row[key] is None else format(row[key], '.4f')}</td>"
+            for key in ("precision", "recall", "f1"))
+        parts.append(f"<tr><td>{esc(name)}</td>{cells}<td>{row['support']}</td></tr>")
     parts.append("</table>")
+    note = absent_classes_note(summary)
+    if note:
+        parts.append(f"<p>{esc(note)}.</p>")
 
     conformal = summary.get("conformal")
     if conformal:

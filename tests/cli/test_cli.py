@@ -129,6 +129,12 @@ def test_train_output_in_a_pipe_is_plain_lines(workspace):
         f"wrote {workspace['model']}/ (model.keras, calibration.json, saved_model/1/, report/)")
     assert "absl::InitializeLog" not in log.stderr  # TensorFlow's start-up logs held back
     assert "oneDNN" not in log.stderr
+    # 2 validation images per class: the calibration is uncertain, and train says so.
+    assert re.search(r"^calibkeras: warning: the calibration \(\w+, T = [\d.]+\) was fitted "
+                     r"on 20 validation images for 10 classes \(2\.0 per class on average, "
+                     r"fewer than 10\): the fit is uncertain; give more validation images "
+                     r"\(`--val-csv` or `--val-dir`, or a larger `--val-fraction`\)$",
+                     log.stderr, re.MULTILINE), log.stderr
 
 
 def test_train_output_is_readable_by_other_users(workspace):
@@ -359,16 +365,45 @@ def test_evaluate_a_folder_skipping_a_bad_image(workspace, tmp_path, capsys, mon
     assert (rows["path"].map(lambda p: Path(p).parent.name) == rows["label"]).all()
 
 
-def test_evaluate_a_folder_lacking_a_class_names_the_model_classes(workspace, tmp_path,
-                                                                    capsys, monkeypatch):
+def test_evaluate_a_folder_lacking_a_class_scores_the_classes_present(workspace, tmp_path,
+                                                                     capsys, monkeypatch):
     test_dir = class_folders("test", 1, tmp_path / "test")
     shutil.rmtree(test_dir / CLASS_NAMES[0])
-    status = cli_main("evaluate", "--model", workspace["model"], "--dir", test_dir,
-                      monkeypatch=monkeypatch)
-    assert status == 1
-    assert capsys.readouterr().err.splitlines() == [
-        f"calibkeras evaluate: error: the model's classes ['{CLASS_NAMES[0]}'] have no "
-        f"subfolder in '{test_dir}'; subfolders are: {', '.join(sorted(CLASS_NAMES[1:]))}"]
+    scores = tmp_path / "scores.json"
+    with pytest.warns(UserWarning) as record:
+        status = cli_main("evaluate", "--model", workspace["model"], "--dir", test_dir,
+                          "--json", scores, "--quiet", monkeypatch=monkeypatch)
+    assert status == 0
+    assert [str(w.message) for w in record] == [
+        f"`directory` has no images of 1 of the model's 10 classes ('{CLASS_NAMES[0]}'): "
+        "scored on the 9 present (balanced accuracy is their mean recall; the absent classes "
+        "have no recall)"]
+    # As the command prints it: one line, in flags.
+    from calibkeras import cli
+
+    flags = cli._flag_names(cli.build_parser(), "evaluate")
+    assert cli._in_user_terms(record[0].message, flags).startswith(
+        "`--dir` has no images of 1 of the model's 10 classes")
+    out = capsys.readouterr().out
+    assert (f"Not in the labels: {CLASS_NAMES[0]} (no recall; balanced accuracy is the mean "
+            "recall of the 9 classes present)") in out
+    summary = json.loads(scores.read_text())
+    assert summary["absent_classes"] == [CLASS_NAMES[0]] and summary["num_samples"] == 9
+    assert summary["per_class"][CLASS_NAMES[0]]["recall"] is None
+    recalls = [row["recall"] for row in summary["per_class"].values() if row["support"]]
+    assert summary["balanced_accuracy"] == pytest.approx(np.mean(recalls))
+
+
+def test_evaluate_a_csv_lacking_classes_names_them_on_stderr(workspace, tmp_path):
+    rows = pd.read_csv(workspace["test_csv"])
+    rows[~rows["label"].isin(CLASS_NAMES[:2])].to_csv(tmp_path / "test.csv", index=False)
+    result = run("evaluate", "--model", workspace["model"], "--csv", tmp_path / "test.csv",
+                 "--image-root", food10_dir(), "--quiet")
+    assert result.stderr.splitlines() == [
+        f"calibkeras: warning: `--csv` has no images of 2 of the model's 10 classes "
+        f"('{CLASS_NAMES[0]}', '{CLASS_NAMES[1]}'): scored on the 8 present (balanced "
+        "accuracy is their mean recall; the absent classes have no recall)"]
+    assert "Not in the labels: " in result.stdout
 
 
 def test_kept_columns_line_up_with_the_rows_left_after_skipping(workspace, tmp_path, capsys,

@@ -49,6 +49,7 @@ def data(tmp_path_factory):
     good = pd.DataFrame({"filepath": list(map(str, images)), "label": ["cake", "soup"] * 2})
     good.to_csv(root / "good.csv", index=False)
     good.rename(columns={"filepath": "image_file"}).to_csv(root / "renamed.csv", index=False)
+    good[good["label"] == "cake"].to_csv(root / "cake_only.csv", index=False)
     (root / "broken.jpg").write_text("not a JPEG")
     bad = good.copy()
     bad.loc[2, "filepath"] = str(root / "broken.jpg")
@@ -153,6 +154,12 @@ CATALOGUE = [
      "`--val-fraction`"),
     ([*FOLDERS, "--val-dir", "DATA/no_classes"], DATA,
      "the training data's classes ['cake', 'soup'] have no subfolder in 'DATA/no_classes'"),
+    ([*FOLDERS, "--val-dir", "DATA/empty_class"], DATA,
+     "`--val-dir` 'DATA/empty_class' has no images of the training class 'soup', and the "
+     "calibration is fitted on every class: add images of it to `--val-dir`, or leave "
+     "`--val-dir` out to hold out `--val-fraction` of each training class instead"),
+    ([*FOLDERS, "--val-csv", "DATA/cake_only.csv"], DATA,
+     "`--val-csv` 'DATA/cake_only.csv' has no images of the training class 'soup'"),
     ([*TRAIN, "--train-csv", "DATA/renamed.csv"], DATA,
      "`--image-column` 'filepath' not found in renamed.csv; columns are: image_file, label"),
     ([*TRAIN, "--train-csv", "DATA/bad_image.csv"], DATA,
@@ -205,6 +212,16 @@ def test_a_mistake_is_one_line_naming_the_flag_or_file(arguments, status, messag
     if status == USAGE:
         assert lines[0].endswith("(see --help)"), lines
     assert not (data / "out").exists()
+
+
+def test_a_bad_absolute_image_path_is_not_explained_as_a_relative_one(data, capsys,
+                                                                      monkeypatch):
+    # bad_image.csv lists absolute paths: nothing was resolved against a folder.
+    status, lines = run_main([*TRAIN, "--train-csv", "DATA/bad_image.csv"], data, capsys,
+                             monkeypatch)
+    assert status == DATA and len(lines) == 1
+    assert f"line 4: {data}/broken.jpg: does not decode" in lines[0]
+    assert "Relative image paths" not in lines[0] and "--image-root" not in lines[0]
 
 
 def test_the_catalogue_is_long_enough():

@@ -219,6 +219,45 @@ def test_class_without_examples(image_table):
         dataset_from_csv(csv_path, image_size=SIZE, class_names=["cat", "dog", "eel", "fox"])
 
 
+def test_allow_missing_classes_counts_them_as_zero(image_table):
+    # A test set need not show every class: with allow_missing_classes its absent
+    # classes keep their ids and count 0 (natural sampling only).
+    csv_path, _ = image_table
+    names = ["fox", "cat", "dog", "eel"]
+    data = dataset_from_csv(csv_path, image_size=SIZE, class_names=names,
+                            allow_missing_classes=True)
+    assert data.class_names == tuple(names)
+    np.testing.assert_array_equal(data.class_counts, [0, 4, 2, 1])
+    np.testing.assert_allclose(data.prior, [0, 4 / 7, 2 / 7, 1 / 7])
+    assert sorted(collect(data)[1].tolist()) == [1, 1, 1, 1, 2, 2, 3]
+    with pytest.raises(ValueError, match=r"classes 'fox' \(id 0\) have no examples in "
+                                         r"train\.csv, and `sampling='balanced'` draws every"):
+        dataset_from_csv(csv_path, image_size=SIZE, class_names=names,
+                         allow_missing_classes=True, sampling="balanced")
+    with pytest.raises(ValueError, match=r"`allow_missing_classes` must be True or False"):
+        dataset_from_csv(csv_path, image_size=SIZE, allow_missing_classes="yes")
+
+
+def test_bad_absolute_paths_do_not_explain_relative_ones(tmp_path, write_image, write_csv):
+    # "Relative image paths are resolved against ..." explains only relative paths.
+    write_image(tmp_path / "a.png")
+    missing = tmp_path / "elsewhere" / "gone.png"
+    write_csv(tmp_path / "t.csv", ["filepath", "label"],
+              [[tmp_path / "a.png", "x"], [missing, "y"], ["b.png", "y"], ["a.png", "x"]])
+    table = pd.read_csv(tmp_path / "t.csv")
+    table.drop(index=2).to_csv(tmp_path / "absolute.csv", index=False)
+    with pytest.raises(FileNotFoundError) as error:
+        dataset_from_csv(tmp_path / "absolute.csv", image_size=SIZE)
+    message = str(error.value)
+    assert f"line 3: {missing}: file not found" in message
+    assert "Relative image paths" not in message and "image_root" not in message
+    assert message.endswith("Fix or remove these rows, or pass on_bad_image='skip' to skip "
+                            "them and write a report of the skipped rows.")
+    with pytest.raises(FileNotFoundError) as error:  # a relative one among them: explained
+        dataset_from_csv(tmp_path / "t.csv", image_size=SIZE)
+    assert f"Relative image paths are resolved against '{tmp_path}'" in str(error.value)
+
+
 def test_missing_image_file_names_line_path_and_root(image_table):
     csv_path, _ = image_table
     os.remove(csv_path.parent / "images/dog/1.png")  # line 7 of the CSV

@@ -32,6 +32,36 @@ def test_class_names_select_and_order(tree):
         dataset_from_directory(tree, class_names=["dog", "eel"], image_size=(4, 4))
 
 
+def test_allow_missing_classes_reads_the_subfolders_there_are(tree):
+    data = dataset_from_directory(tree, class_names=["eel", "dog", "cat"], image_size=(4, 4),
+                                  allow_missing_classes=True)
+    np.testing.assert_array_equal(data.class_counts, [0, 3, 2])
+    # But not all of them: a folder without any of the subfolders is the wrong folder.
+    with pytest.raises(FileNotFoundError, match=r"`class_names` \['eel', 'fox'\] have no "
+                                                r"subfolder"):
+        dataset_from_directory(tree, class_names=["eel", "fox"], image_size=(4, 4),
+                               allow_missing_classes=True)
+    (tree / "eel").mkdir()
+    with pytest.raises(ValueError, match=r"has no examples of any class: the classes are "
+                                         r"'eel' \(id 0\), 'fox' \(id 1\)"):
+        dataset_from_directory(tree, class_names=["eel", "fox"], image_size=(4, 4),
+                               allow_missing_classes=True)
+
+
+def test_webp_images_are_read(tmp_path, write_image):
+    from PIL import features
+
+    if not features.check("webp"):
+        pytest.skip("this PIL cannot write WebP")
+    write_image(tmp_path / "d" / "cat" / "a.webp", color=(120, 0, 0), size=(6, 6))
+    write_image(tmp_path / "d" / "dog" / "b.WEBP", color=(0, 120, 0), size=(6, 6))
+    data = dataset_from_directory(tmp_path / "d", image_size=(4, 4))
+    np.testing.assert_array_equal(data.class_counts, [1, 1])
+    images = np.concatenate([x.numpy() for x, _ in data.dataset])
+    assert images.shape == (2, 4, 4, 3)
+    np.testing.assert_allclose(images[:, :, :, 0].mean(axis=(1, 2)), [120, 0], atol=3)
+
+
 def test_errors(tree, tmp_path):
     with pytest.raises(FileNotFoundError, match="`directory` '.*nowhere' is not an existing"):
         dataset_from_directory(tmp_path / "nowhere")

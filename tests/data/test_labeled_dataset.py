@@ -39,3 +39,33 @@ def test_fields_are_frozen_and_arrays_read_only():
 def test_shapes_must_match_class_names():
     with pytest.raises(ValueError, match=r"must have shape \(2,\)"):
         make(prior=[1.0])
+
+
+def test_keras_fit_refuses_it_saying_to_pass_its_dataset(tmp_path, write_image):
+    # Keras 3 takes a tf.data.Dataset, not a LabeledDataset; its "Unrecognized data type"
+    # error shows the object's repr, which names `.dataset`, and `.dataset` trains.
+    import keras
+    from tiny_models import tiny_classifier
+
+    from calibkeras.data import dataset_from_directory
+    from calibkeras.losses import LogitAdjustedCrossentropy
+
+    for k, name in enumerate(["cat", "dog", "cat", "eel", "dog", "cat"]):
+        write_image(tmp_path / "d" / name / f"{k}.png", seed=k, size=(16, 16))
+    train = dataset_from_directory(tmp_path / "d", image_size=(16, 16), batch_size=4)
+    model = tiny_classifier(num_classes=3, class_counts=train.class_counts,
+                            class_names=train.class_names)
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss=LogitAdjustedCrossentropy(train.class_counts))
+    expected = ("Unrecognized data type: x=LabeledDataset(6 images, 3 classes ('cat', 'dog', "
+                "'eel'), batch_size=4, image_size=(16, 16), sampling='natural'; Keras' fit, "
+                "evaluate and predict take its `.dataset`, a tf.data.Dataset: "
+                "model.fit(train.dataset, validation_data=val.dataset))")
+    with pytest.raises(ValueError) as error:
+        model.fit(train, epochs=1, verbose=0)
+    assert str(error.value).startswith(expected)
+    with pytest.raises(ValueError, match=r"take its `\.dataset`"):
+        model.fit(train.dataset, validation_data=train, epochs=1, verbose=0, shuffle=False)
+    history = model.fit(train.dataset, validation_data=train.dataset, epochs=1, verbose=0,
+                        shuffle=False)
+    assert np.isfinite(history.history["val_loss"][0])

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -65,6 +66,45 @@ def test_never_predicted_class_has_zero_precision():
     assert summary["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert summary["uncalibrated"] is None
     assert summary["prior_used"] is None and summary["temperature"] is None
+
+
+def test_classes_absent_from_the_labels_have_no_recall(cifar, tmp_path):
+    # A test set without trucks and ships (ids 9, 8): balanced accuracy is the mean recall
+    # of the 8 classes present, as sklearn's balanced_accuracy_score defines it; the
+    # absent classes have no recall, and precision and F1 only if they are predicted.
+    from sklearn.metrics import balanced_accuracy_score
+
+    from calibkeras.reports import write_report
+
+    probs, labels, names, _ = cifar
+    keep = labels < 8
+    probs, labels = probs[keep], labels[keep]
+    never = probs.argmax(axis=1) != 9  # drop the rows predicted as truck: never predicted
+    probs, labels = probs[never], labels[never]
+    assert (probs.argmax(axis=1) == 8).any()  # ships are predicted, wrongly
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the command would print any warning
+        summary = evaluation_summary(labels, probs, names, n_resamples=20)
+        paths = write_report(tmp_path / "report", summary, labels, probs, names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
+        reference = balanced_accuracy_score(labels, probs.argmax(axis=1))
+    assert summary["balanced_accuracy"] == pytest.approx(reference, abs=1e-12)
+    assert summary["absent_classes"] == ["ship", "truck"]
+    assert summary["per_class"]["truck"] == {"precision": None, "recall": None, "f1": None,
+                                             "support": 0}
+    ship = summary["per_class"]["ship"]
+    assert (ship["precision"], ship["recall"], ship["f1"]) == (0.0, None, 0.0)
+    assert json.loads(json.dumps(summary)) == summary
+    table = format_summary_table(summary)
+    assert ("Not in the labels: ship, truck (no recall; balanced accuracy is the mean "
+            "recall of the 8 classes present)") in table
+    truck = next(line for line in table.splitlines() if line.startswith("truck "))
+    assert truck.split() == ["truck", "-", "-", "-", "0"]
+    html = paths["report.html"].read_text()
+    assert "<td>truck</td><td>-</td><td>-</td><td>-</td><td>0</td>" in html
+    assert "Not in the labels: ship, truck" in html
+    assert evaluation_summary(labels, probs, names, n_resamples=20) == summary
 
 
 def test_json_round_trip(summary):
