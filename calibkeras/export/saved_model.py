@@ -439,13 +439,19 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
         key: getattr(layer, key) for key in ("score", "alpha", "mode", "penalty", "k_reg")
     }), dtype=tf.string, trainable=False)
 
+    # One traced function for the network, called by every signature (each would
+    # otherwise trace, and the SavedModel hold, a copy of the whole network).
+    @tf.function(input_signature=[tf.TensorSpec([None, *image_size, 3], tf.float32)])
+    def calibrated_logits(images):
+        return tf.cast(model.calibration(model.balanced_logits(images)), tf.float32)
+
     def scaled_logits(images):
         images = _checked_images(images, image_size)
         # The network never runs on an empty batch: oneDNN (TensorFlow's CPU path)
         # rejects zero-row inputs to some kernels on AVX-512 CPUs.
         return tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: tf.cast(model.calibration(model.balanced_logits(images)), tf.float32),
+            lambda: calibrated_logits(images),
             lambda: tf.zeros([0, num_classes], tf.float32),
         )
 
@@ -490,7 +496,7 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
             tf.shape(images, out_type=tf.int64),
         )
         with tf.control_dependencies([check]):
-            logits = tf.cast(model.calibration(model.balanced_logits(images)), tf.float64)
+            logits = tf.cast(calibrated_logits(images), tf.float64)
         train_prior = tf.exp(training_log_prior)
         probs = tf.nn.softmax(logits + training_log_prior)
         prior, iterations, converged = em_prior(probs, train_prior, dirichlet_variable)
