@@ -316,22 +316,25 @@ def test_train_overwrite_refuses_a_folder_calibkeras_did_not_write(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["D"]
 
 
-def test_evaluate_refuses_existing_json_and_predictions_before_scoring(workspace, tmp_path):
+def test_evaluate_refuses_existing_json_and_predictions_before_scoring(workspace, tmp_path,
+                                                                      capsys, monkeypatch):
+    # In this process: the console command's own exit paths are tested above.
     scores, predictions = tmp_path / "scores.json", tmp_path / "predictions.csv"
     scores.write_text("earlier scores")
     predictions.write_text("earlier predictions")
     common = ["evaluate", "--model", workspace["model"], "--csv", workspace["test_csv"],
               "--image-root", food10_dir()]
     for flag, path in (("--json", scores), ("--predictions", predictions)):
-        result = run(*common, flag, path, check=False)
-        assert result.returncode == 1
-        assert result.stderr.splitlines() == [
+        assert cli_main(*common, flag, path, monkeypatch=monkeypatch) == 1
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == [
             f"calibkeras evaluate: error: `{flag}` '{path}' already exists; choose another "
             "path or pass --overwrite to replace it"]
-        assert "scoring" not in result.stdout
+        assert "scoring" not in captured.out
     assert scores.read_text() == "earlier scores"
     assert predictions.read_text() == "earlier predictions"
-    run(*common, "--json", scores, "--predictions", predictions, "--overwrite", "--quiet")
+    assert cli_main(*common, "--json", scores, "--predictions", predictions, "--overwrite",
+                    "--quiet", monkeypatch=monkeypatch) == 0
     assert "balanced_accuracy" in json.loads(scores.read_text())
     assert len(pd.read_csv(predictions)) == 20
 
