@@ -18,7 +18,10 @@ def conformity_scores(probs, *, score="lac", u=1.0, penalty=0.0, k_reg=1):
     * ``"aps"`` (adaptive prediction sets, Romano et al. 2020): the probability of the
       classes ranked above ``y`` plus ``u * p_y``, ``u`` in [0, 1].
     * ``"raps"`` (regularised APS, Angelopoulos et al. 2021): APS plus
-      ``penalty * max(0, rank(y) - k_reg)``, ``rank`` 1-based.
+      ``penalty * max(0, rank(y) - k_reg)``, ``rank`` 1-based. A non-randomised set
+      charges a class its own rank's penalty; Angelopoulos et al.'s code admits a class
+      when the penalised mass up to the rank before it is within the threshold, which
+      gives slightly larger sets (both keep the guarantee).
 
     A calibration example scores with ``u ~ U(0, 1)`` (:func:`fit_conformal`); a
     prediction set admits ``y`` when its score with ``u = 0`` (non-randomised: the class

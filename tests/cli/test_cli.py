@@ -9,6 +9,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.image
 import numpy as np
@@ -38,6 +39,19 @@ def run(*arguments, check=True, umask=-1):
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def run_here(*arguments, capsys, monkeypatch):
+    """:func:`run` in this process (no TensorFlow start-up per call): the exit status
+    and the captured output. The console command's own paths (start-up logs held back,
+    exit codes) are tested by the tests that use :func:`run` and in test_cli_errors."""
+    capsys.readouterr()
+    try:
+        status = cli_main(*arguments, monkeypatch=monkeypatch)
+    except SystemExit as exit_:
+        status = exit_.code
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=status, stdout=captured.out, stderr=captured.err)
 
 
 def slice_csv(split, per_class, path):
@@ -240,9 +254,10 @@ def test_export_writes_a_verified_version(workspace):
     assert "verified" in result.stdout
 
 
-def test_existing_output_is_not_overwritten(workspace):
-    result = run("export", "--model", workspace["model"], "--output",
-                 workspace["folder"] / "exports", "--version", 3, check=False)
+def test_existing_output_is_not_overwritten(workspace, capsys, monkeypatch):
+    result = run_here("export", "--model", workspace["model"], "--output",
+                      workspace["folder"] / "exports", "--version", 3, capsys=capsys,
+                      monkeypatch=monkeypatch)
     if not (workspace["folder"] / "exports" / "3").exists():
         pytest.skip("needs test_export_writes_a_verified_version")
     assert result.returncode == 1
@@ -265,47 +280,51 @@ def test_existing_output_is_not_overwritten(workspace):
         (["train", "--train-csv", "/nonexistent.csv", "--output", "OUT"], 1, "nonexistent.csv"),
     ],
 )
-def test_bad_input_is_one_line_without_traceback(arguments, status, message, tmp_path):
+def test_bad_input_is_one_line_without_traceback(arguments, status, message, tmp_path, capsys,
+                                                 monkeypatch):
     arguments = [str(tmp_path / "out") if a == "OUT" else a for a in arguments]
-    result = run(*arguments, check=False)
+    result = run_here(*arguments, capsys=capsys, monkeypatch=monkeypatch)
     assert result.returncode == status
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-    assert len(result.stderr.splitlines()) == 1  # TensorFlow's start-up lines held back
+    assert len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_image_in_csv_exits_1_and_leaves_no_output(tmp_path):
+def test_missing_image_in_csv_exits_1_and_leaves_no_output(tmp_path, capsys, monkeypatch):
     rows = pd.read_csv(food10_csv("val")).head(12)
     rows.loc[3, "filepath"] = "images/apple_pie/missing.jpg"
     rows.to_csv(tmp_path / "bad.csv", index=False)
-    result = run("train", "--train-csv", tmp_path / "bad.csv", "--image-root", food10_dir(),
-                 "--output", tmp_path / "out", check=False)
+    result = run_here("train", "--train-csv", tmp_path / "bad.csv", "--image-root",
+                      food10_dir(), "--output", tmp_path / "out", capsys=capsys,
+                      monkeypatch=monkeypatch)
     assert result.returncode == 1
     assert "missing.jpg" in result.stderr and "line 5" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_train_refuses_an_existing_output_before_training(tmp_path):
+def test_train_refuses_an_existing_output_before_training(tmp_path, capsys, monkeypatch):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("earlier results")
-    result = run("train", "--train-csv", food10_csv("val"), "--output", tmp_path / "out",
-                 check=False)
+    result = run_here("train", "--train-csv", food10_csv("val"), "--output", tmp_path / "out",
+                      capsys=capsys, monkeypatch=monkeypatch)
     assert result.returncode == 1
     assert "already exists and is not empty" in result.stderr and "--overwrite" in result.stderr
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
 
 
-def test_train_overwrite_refuses_a_folder_calibkeras_did_not_write(tmp_path):
+def test_train_overwrite_refuses_a_folder_calibkeras_did_not_write(tmp_path, capsys,
+                                                                  monkeypatch):
     data = tmp_path / "D"
     data.mkdir()
     train_csv = slice_csv("val", 2, data / "train.csv")
     val_csv = slice_csv("val", 1, data / "val.csv")
     (data / "notes.txt").write_text("my notes")
-    result = run("train", "--train-csv", train_csv, "--val-csv", val_csv, "--image-root",
-                 food10_dir(), "--image-size", 32, "--epochs", 0, "--fine-tune-epochs", 0,
-                 "--weights", "none", "--output", data, "--overwrite", check=False)
+    result = run_here("train", "--train-csv", train_csv, "--val-csv", val_csv, "--image-root",
+                      food10_dir(), "--image-size", 32, "--epochs", 0, "--fine-tune-epochs", 0,
+                      "--weights", "none", "--output", data, "--overwrite", capsys=capsys,
+                      monkeypatch=monkeypatch)
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(ours) == 1 and ours[0].startswith("calibkeras train: error: `--output` ")
