@@ -54,17 +54,15 @@ see benchmarks/conformal_food10.py. This script takes only the CIFAR records.
 """
 
 import argparse
-import datetime
 import glob
-import importlib.metadata
 import os
-import platform
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from machine import machine  # noqa: E402
 from scipy.stats import binom  # noqa: E402
 
 from calibkeras.conformal import fit_conformal, set_coverage  # noqa: E402
@@ -268,24 +266,6 @@ def table(results, alpha):
     return "\n".join(out)
 
 
-def machine():
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = []
-    for package in ("calibkeras", "numpy", "keras", "tensorflow", "mapie", "crepes"):
-        try:
-            versions.append(f"{package} {importlib.metadata.version(package)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{package} not installed")
-    return (f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {model}, "
-            f"{os.cpu_count()} CPUs, python {platform.python_version()}, "
-            + ", ".join(versions))
-
 
 def main():
     paths = {os.path.basename(p).removesuffix(".npz"): p for p in sorted(glob.glob(RECORDS))}
@@ -306,7 +286,7 @@ def main():
     if not paths:
         parser.error(f"no records found at {RECORDS}")
     print("`python " + " ".join(["benchmarks/conformal_sets.py", *sys.argv[1:]]) + "`")
-    print(machine())
+    print(machine(("calibkeras", "numpy", "keras", "tensorflow", "mapie", "crepes")))
     print(f"alpha {args.alpha}, seed {args.seed}, shift {args.shift}"
           + ("" if args.shift == "dirichlet" else f" (geometric, ratio {args.ratio:g})"))
     probs, labels = load(paths[args.records[0]])  # warm-up: imports and traced functions

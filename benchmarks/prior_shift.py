@@ -79,11 +79,8 @@ the same number of draws):
 """
 
 import argparse
-import datetime
 import glob
-import importlib.metadata
 import os
-import platform
 import time
 import warnings
 
@@ -92,6 +89,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # calibkeras imports keras
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from em_dirichlet import RECORDS, SHIFTS, SIZES, nll, shifted_sample  # noqa: E402
+from machine import machine  # noqa: E402
 from scipy.spatial.distance import jensenshannon  # noqa: E402
 from scipy.special import softmax  # noqa: E402
 from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
@@ -341,23 +339,6 @@ def summary(frame):
     return text + ("; worse in " + "; ".join(losses) if losses else "")
 
 
-def _machine():
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    versions = []
-    for package in ("calibkeras", "numpy", "scipy", "abstention", "quapy"):
-        try:
-            versions.append(f"{package} {importlib.metadata.version(package)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{package} not installed")
-    return (f"{datetime.date.today()}, {model}, {os.cpu_count()} CPUs, "
-            f"python {platform.python_version()}, " + ", ".join(versions))
-
 
 def main():
     paths = {os.path.basename(p).removesuffix(".npz"): p for p in sorted(glob.glob(RECORDS))}
@@ -369,7 +350,7 @@ def main():
     args = parser.parse_args()
     if args.draws < 2:
         parser.error(f"`--draws` must be at least 2 (for standard errors), got {args.draws}")
-    print(_machine())
+    print(machine(("calibkeras", "numpy", "scipy", "abstention", "quapy")))
     start = time.perf_counter()
     frames = []
     for name in args.records:
