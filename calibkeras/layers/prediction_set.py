@@ -107,6 +107,11 @@ class PredictionSet(keras.layers.Layer):
         self._configure(score, alpha, mode, penalty, k_reg)
         self.thresholds.assign(array.astype(self.thresholds.dtype))
 
+    def reset(self):
+        """Back to not fitted: every class in every set."""
+        self.set_thresholds(np.full(self.num_classes, np.inf), alpha=None, mode=UNFITTED,
+                            score=self.score, penalty=self.penalty, k_reg=self.k_reg)
+
     def set_fit(self, fit):
         """Sets the thresholds of a :class:`calibkeras.conformal.ConformalFit`.
 

@@ -304,8 +304,7 @@ class CalibratedClassifier(keras.Model):
                 "model.fit_prediction_sets(calibration_data)",
                 UserWarning, stacklevel=2,
             )
-            self.prediction_set = PredictionSet(self.num_classes, name="prediction_set",
-                                                trainable=False)
+            self.prediction_set.reset()
         return fit
 
     def prediction_sets(self, logits):
@@ -335,10 +334,10 @@ class CalibratedClassifier(keras.Model):
             by_class: class-conditional thresholds (default), valid for every class
                 under any prior; False: one marginal threshold, weighted for ``prior``.
             score: ``"lac"`` (default), ``"aps"`` or ``"raps"``.
-            prior: for ``by_class=False``, the deployment prior to weight for: any
-                specification of :meth:`resolve_prior` (``"uniform"``, ``"estimate"``
-                needs logits: pass ``"model"`` for the model's current prior); None:
-                the calibration data's own frequencies.
+            prior: for ``by_class=False``, the deployment prior to weight for:
+                ``"model"`` (the model's current deployment prior) or any
+                specification of :meth:`resolve_prior` (``"uniform"``, a vector, ...);
+                None: the calibration data's own frequencies.
             batch_size: batch size for array input.
             **options: ``penalty``, ``k_reg`` of ``fit_conformal`` (RAPS).
 
@@ -350,7 +349,7 @@ class CalibratedClassifier(keras.Model):
         logits, labels = self.predict_balanced_logits(data, batch_size=batch_size)
         if isinstance(prior, str) and prior == "model":
             prior = self.prior_shift.prior
-        elif prior is not None and not (isinstance(prior, str) and prior == "uniform"):
+        elif prior is not None:
             prior = self.resolve_prior(prior, logits=logits, labels=labels)
         fit = fit_conformal(self.probabilities(logits, "uniform"), labels, alpha,
                             by_class=by_class, score=score, prior=prior, **options)
