@@ -365,7 +365,7 @@ def breakdown(probs, labels, rounds):
     makes one pass over the rows in such blocks (``row_statistics``: argmax, top-label
     confidence, ``p_y``, squared norm, and the bin of every entry for the classwise
     bins), then the scores from the resulting (N,) vectors and (K, B) sums, of which
-    the adaptive ECE (np.partition at its bin cuts) is the largest part.
+    the adaptive ECE (a stable sort of the confidences) is the largest part.
     """
     from calibkeras.calibration.errors import _adaptive_ece, row_statistics
     from calibkeras.utils.checks import check_labels, check_probabilities
@@ -383,7 +383,7 @@ def breakdown(probs, labels, rounds):
             ids, probs, 15, classwise=False),
         "row_statistics with the classwise bins (what calibration_errors runs)": lambda:
             row_statistics(ids, probs, 15),
-        "_adaptive_ece (np.partition at the bin cuts)": lambda: _adaptive_ece(
+        "_adaptive_ece (stable sort)": lambda: _adaptive_ece(
             pieces.confidence, correct, 15),
         "calibration_errors, whole call": lambda: calibration_errors(labels, probs),
     }

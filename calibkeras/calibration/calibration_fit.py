@@ -16,6 +16,7 @@ from calibkeras.calibration.temperature import (
     fit_temperature,
 )
 from calibkeras.choices import CALIBRATION_METHODS
+from calibkeras.choices import CALIBRATIONS as METHODS
 from calibkeras.metrics import functional
 from calibkeras.utils.checks import (
     check_choice,
@@ -28,9 +29,6 @@ from calibkeras.utils.checks import (
     check_prior,
     check_sample_weight,
 )
-
-#: Every accepted ``method``.
-METHODS = ("auto", *CALIBRATION_METHODS)
 
 #: Ridge coefficient on the parameters of a class without examples (total weight 0):
 #: ``EMPTY_CLASS_L2 * (b_k**2 + (a_k / a_T - 1)**2)`` (the scale term for vector

@@ -31,8 +31,9 @@ def plot_set_coverage(labels, sets, class_names, alpha, class_counts=None):
     order = class_order(class_counts, len(names))
     figure = new_figure(max(6.0, 0.45 * len(names) + 2.5), 6.5)
     bars, sizes = figure.subplots(2, 1, height_ratios=[3, 2])
-    values = np.nan_to_num(coverage.per_class[order], nan=0.0)
-    colours = ["tab:red" if v < 1 - alpha else "tab:blue" for v in values]
+    values = np.nan_to_num(coverage.per_class[order], nan=0.0)  # no rows: no bar
+    below = set(coverage.classes_below(1 - alpha).tolist())
+    colours = ["tab:red" if k in below else "tab:blue" for k in order]
     bars.bar(np.arange(len(order)), values, color=colours)
     bars.axhline(1 - alpha, color="black", linestyle="--", linewidth=1,
                  label=f"target 1 - alpha = {1 - alpha:.2f}")

@@ -142,9 +142,8 @@ def _probability_row_sums(array):
     (so are finite), scanned in cache-sized row blocks; None when some entry does not
     (NaN fails both comparisons), or when the shape is not that of a probability matrix.
 
-    A whole-array check of 1,000,000 x 100 float64 made four 100 MB temporaries and took
-    0.5 s; this scan makes none and takes 0.1-0.17 s (BENCHMARKS.md, "calibration_errors
-    in row blocks").
+    A whole-array check of 1,000,000 x 100 float64 makes four 100 MB temporaries; this
+    scan makes none (its time: BENCHMARKS.md, "calibration_errors in row blocks").
     """
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] < 2:
         return None
