@@ -1,7 +1,8 @@
 """Calibration and accuracy scores of a set of probabilistic predictions.
 
-:func:`calibration_errors` reads the ``(N, K)`` probabilities once, in row blocks that
-stay in the CPU cache (:mod:`calibkeras.utils.blocks`), and takes from each block every
+:func:`calibration_errors` checks the ``(N, K)`` probabilities in one scan, then reads
+them once more, in row blocks that stay in the CPU cache (:mod:`calibkeras.utils.blocks`),
+and takes from each block every
 piece the scores share (:func:`row_statistics`): the argmax (once), the top-label
 confidence and each sample's ``p_y`` (gathered, no one-hot matrix), the squared norm
 ``sum_k p_k**2``, and the classwise bin sums of every entry. The top-label bins and
