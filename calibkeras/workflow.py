@@ -31,12 +31,15 @@ from calibkeras.choices import (
 )
 from calibkeras.choices import SAMPLING_MODES as SAMPLINGS
 from calibkeras.utils.checks import (
+    MISCOVERAGE,
     check_choice,
     check_class_names,
     check_fraction,
     check_nonnegative_int,
+    check_open_fraction,
     check_positive_float,
     check_positive_int,
+    listing,
 )
 
 __all__ = [
@@ -179,12 +182,8 @@ class TrainConfig:
         check_positive_float(self.learning_rate, "learning_rate")
         check_choice(self.loss, "loss", LOSSES)
         check_choice(self.calibration, "calibration", CALIBRATIONS)
-        if self.alpha is not None and (isinstance(self.alpha, bool)
-                                       or not 0 < float(self.alpha) < 1):
-            raise ValueError(
-                f"`alpha` must be a number in (0, 1), the allowed miscoverage of the "
-                f"prediction sets (0.1 for 90 % coverage); got {self.alpha!r}"
-            )
+        if self.alpha is not None:
+            check_open_fraction(self.alpha, "alpha", MISCOVERAGE)
         check_choice(self.conformal, "conformal", CONFORMAL_MODES)
         check_choice(self.set_score, "set_score", CONFORMITY_SCORES)
         check_choice(self.sampling, "sampling", SAMPLINGS)
@@ -438,9 +437,7 @@ def _refuse_missing_validation_classes(val, source):
     if not missing:
         return
     path, argument = (source[0], source[2]) if source[0] is not None else (source[1], source[3])
-    listed = ", ".join(repr(name) for name in missing[:10])
-    if len(missing) > 10:
-        listed += f", ... ({len(missing)} in all)"
+    listed = listing(repr(name) for name in missing)
     these = f"classes {listed}" if len(missing) > 1 else f"class {listed}"
     raise ValueError(
         f"`{argument}` '{path}' has no images of the training {these}, and the calibration "
@@ -884,16 +881,15 @@ def evaluate(model, csv=None, *, directory=None, prior="model", image_root=None,
         )
     _note_absent_classes(data, "csv" if csv is not None else "directory")
     kept = None
-    if keep_columns is not None:
-        kept = _read_kept_columns(csv, keep_columns, image_root=image_root,
-                                  image_column=image_column)
+    if keep_columns is not None:  # lined up with the images before the long scoring pass
+        kept = _rows_of(_read_kept_columns(csv, keep_columns, image_root=image_root,
+                                           image_column=image_column), data)
     result = _score(classifier, record, data, prior, title=f"prior: {prior}",
                     report_dir=report, verbose=verbose, overwrite=overwrite)
     if json_path:
         write_json(json_path, result.summary)
     if predictions:
-        _write_predictions(predictions, result, record["class_names"],
-                           None if kept is None else _rows_of(kept, data))
+        _write_predictions(predictions, result, record["class_names"], kept)
     return result
 
 
@@ -905,9 +901,7 @@ def _note_absent_classes(data, argument):
               if count == 0]
     if not absent:
         return
-    listed = ", ".join(repr(name) for name in absent[:10])
-    if len(absent) > 10:
-        listed += f", ... ({len(absent)} in all)"
+    listed = listing(repr(name) for name in absent)
     present = data.num_classes - len(absent)
     warnings.warn(
         f"`{argument}` has no images of {len(absent)} of the model's {data.num_classes} "
@@ -950,12 +944,12 @@ def _check_keep_columns(keep_columns, csv, predictions, class_names):
     if not columns or not all(isinstance(name, str) and name for name in columns):
         raise ValueError("`keep_columns` must be a list of column names of `csv`, got "
                          f"{keep_columns!r}")
-    written = {"path", "label", "predicted", "_path", *class_names}
+    written = {"path", "label", "predicted", "prediction_set", "_path", *class_names}
     clashes = [name for name in columns if name in written]
     if clashes:
         raise ValueError(
             f"`keep_columns` {clashes} would repeat columns that `predictions` writes "
-            "(path, label, predicted and one per class); leave them out")
+            "(path, label, predicted, prediction_set and one per class); leave them out")
 
 
 def _read_kept_columns(csv, keep_columns, *, image_root, image_column):

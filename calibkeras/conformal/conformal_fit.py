@@ -12,12 +12,14 @@ from calibkeras.choices import CONFORMITY_SCORES
 from calibkeras.conformal.coverage import set_coverage
 from calibkeras.conformal.scores import conformity_scores
 from calibkeras.utils.checks import (
+    MISCOVERAGE,
     _show,
     check_bool,
     check_choice,
     check_labels,
     check_nonnegative_float,
     check_nonnegative_int,
+    check_open_fraction,
     check_prior,
     check_probabilities,
 )
@@ -254,7 +256,7 @@ def fit_conformal(
     probs = check_probabilities(probs)
     num_classes = probs.shape[1]
     labels = check_labels(labels, num_classes, probs.shape[0])
-    alpha = _check_alpha(alpha)
+    alpha = check_open_fraction(alpha, "alpha", MISCOVERAGE)
     by_class = check_bool(by_class, "by_class")
     score = check_choice(score, "score", CONFORMITY_SCORES)
     randomized = check_bool(randomized, "randomized")
@@ -303,14 +305,6 @@ def _is_uniform(prior):
     return isinstance(prior, str) and prior == "uniform"
 
 
-def _check_alpha(alpha):
-    if (isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating))
-            or not 0 < alpha < 1):
-        raise ValueError(
-            f"`alpha` must be a number in (0, 1), the allowed miscoverage (0.1 for 90 % "
-            f"coverage); got {_show(alpha)}"
-        )
-    return float(alpha)
 
 
 def _check_columns(probs, num_classes):

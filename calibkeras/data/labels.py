@@ -7,11 +7,10 @@ import re
 
 import numpy as np
 
-from calibkeras.utils.checks import _show
+from calibkeras.utils.checks import _show, listing
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_MAX_LISTED = 10
 
 #: Longest class name (in characters) a label cell may hold. A longer cell is
 #: almost always the wrong column or a broken file, not a class.
@@ -37,11 +36,6 @@ def cell_text(value):
         if float(value).is_integer():
             return str(int(value))
     return str(value).strip()
-
-
-def _listing(items):
-    shown = ", ".join(items[:_MAX_LISTED])
-    return shown + (f", ... ({len(items)} in all)" if len(items) > _MAX_LISTED else "")
 
 
 def encode_labels(values, class_names, locations, source, label_column):
@@ -83,7 +77,7 @@ def encode_labels(values, class_names, locations, source, label_column):
     empty = [locations[i] for i, text in enumerate(texts) if text == ""]
     if empty:
         raise ValueError(
-            f"`label_column` {column} is empty on {_listing(empty)} of {source}; "
+            f"`label_column` {column} is empty on {listing(empty)} of {source}; "
             "every row needs a label (fill it in or remove the row)"
         )
     long = [
@@ -94,7 +88,7 @@ def encode_labels(values, class_names, locations, source, label_column):
     if long:
         raise ValueError(
             f"`label_column` {column} of {source} holds labels longer than "
-            f"{MAX_CLASS_NAME_LENGTH} characters on {_listing(long)}; a class name must be "
+            f"{MAX_CLASS_NAME_LENGTH} characters on {listing(long)}; a class name must be "
             "short: check that `label_column` is the label column and that the file's "
             "quotes are balanced"
         )
@@ -107,7 +101,7 @@ def encode_labels(values, class_names, locations, source, label_column):
     if missing:
         raise ValueError(
             f"`label_column` {column} of {source} holds missing-value markers instead of "
-            f"labels: {_listing(missing)}; every row needs a real label (fill it in or "
+            f"labels: {listing(missing)}; every row needs a real label (fill it in or "
             "remove the row; if such a text really is a class name, list it in "
             "`class_names`)"
         )
@@ -123,7 +117,7 @@ def encode_labels(values, class_names, locations, source, label_column):
                 if text not in index
             ]
             raise ValueError(
-                f"labels in {source} are not in `class_names`: {_listing(unknown)}. "
+                f"labels in {source} are not in `class_names`: {listing(unknown)}. "
                 f"`class_names` is {_show(list(class_names), 120)}; add the missing names "
                 "to `class_names` or fix the labels"
             )
@@ -136,7 +130,7 @@ def encode_labels(values, class_names, locations, source, label_column):
         if bad:
             raise ValueError(
                 f"integer labels in {source} must lie in [0, {len(class_names)}) for the "
-                f"{len(class_names)} `class_names`, got {_listing(bad)}"
+                f"{len(class_names)} `class_names`, got {listing(bad)}"
             )
         return np.array(ids, dtype=np.int32), class_names
     if all_integers:
@@ -145,7 +139,7 @@ def encode_labels(values, class_names, locations, source, label_column):
         if negative:
             raise ValueError(
                 f"integer labels in {source} must be non-negative class ids, "
-                f"got {_listing(negative)}"
+                f"got {listing(negative)}"
             )
         largest = max(range(len(ids)), key=ids.__getitem__)
         if ids[largest] >= len(ids):

@@ -91,6 +91,35 @@ def check_fraction(value, name):
     return float(value)
 
 
+#: How many items a message lists before it says how many there are in all.
+MAX_LISTED = 10
+
+
+def listing(items):
+    """The first :data:`MAX_LISTED` of ``items`` (strings), comma-separated, and how
+    many there are in all when there are more: ``"'a', 'b', ... (12 in all)"``."""
+    items = list(items)
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > MAX_LISTED else "")
+
+
+#: What ``alpha`` of the conformal prediction sets means, for its messages.
+MISCOVERAGE = "the allowed miscoverage (0.1 for 90 % coverage)"
+
+
+def check_open_fraction(value, name, meaning=""):
+    """Returns ``value`` as a float, or raises if it is not a number in (0, 1).
+
+    ``meaning`` (e.g. ``"the allowed miscoverage (0.1 for 90 % coverage)"``) follows
+    the range in the message.
+    """
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 < value < 1):
+        meaning = f", {meaning}" if meaning else ""
+        raise ValueError(f"`{name}` must be a number in (0, 1){meaning}; got {_show(value)}")
+    return float(value)
+
+
 def check_choice(value, name, choices):
     """Returns ``value`` if it is one of ``choices``, else raises."""
     if value not in choices:

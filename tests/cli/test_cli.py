@@ -445,3 +445,20 @@ def test_kept_columns_line_up_with_the_rows_left_after_skipping(workspace, tmp_p
     assert written["image_id"].tolist() == rows.drop(index=3)["image_id"].tolist()
     assert written["path"].map(os.path.basename).tolist() == [
         os.path.basename(path) for path in rows.drop(index=3)["filepath"]]
+
+
+def test_kept_columns_may_not_repeat_a_written_column(workspace, tmp_path, capsys, monkeypatch):
+    rows = pd.read_csv(workspace["test_csv"])
+    rows["prediction_set"] = "x"
+    rows.to_csv(tmp_path / "test.csv", index=False)
+    predictions = tmp_path / "predictions.csv"
+    status = cli_main("evaluate", "--model", workspace["model"], "--csv", tmp_path / "test.csv",
+                      "--image-root", food10_dir(), "--predictions", predictions,
+                      "--keep-columns", "image_id,prediction_set", "--quiet",
+                      monkeypatch=monkeypatch)
+    assert status == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "calibkeras evaluate: error: `--keep-columns` ['prediction_set'] would repeat columns "
+        "that `--predictions` writes (path, label, predicted, prediction_set and one per "
+        "class); leave them out"]
+    assert not predictions.exists()
