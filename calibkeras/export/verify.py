@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from calibkeras.calibration.decisions import extended_cost_matrix
 from calibkeras.conformal.scores import conformity_scores
@@ -26,8 +27,36 @@ def _strings(values):
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.ravel(values)]
 
 
+def _metadata_reader(path):
+    """``value(name)``: the first variable of the export's metadata collection ``name``
+    (None when the export has none), read from the SavedModel's checkpoint.
+
+    The collections are attributes of the exported object; the checkpoint's object
+    graph maps ``root.<name>[0]`` to its checkpoint key, so no function of the export
+    is loaded (``tf.saved_model.load`` would rebuild every signature, seconds).
+    """
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+
+    def child(node, name):
+        return next((c.node_id for c in graph.nodes[node].children if c.local_name == name),
+                    None)
+
+    def value(name):
+        collection = child(0, name)
+        first = None if collection is None else child(collection, "0")
+        if first is None:
+            return None
+        keys = [a.checkpoint_key for a in graph.nodes[first].attributes
+                if a.name == "VARIABLE_VALUE"]
+        return reader.get_tensor(keys[0]) if keys else None
+
+    return value
+
+
 def read_export_metadata(export_dir):
-    """Reads the settings an export carries (with ``tf.saved_model.load``).
+    """Reads the settings an export carries (from its checkpoint, in milliseconds).
 
     Args:
         export_dir: a version folder or a base folder (highest version taken).
@@ -47,11 +76,7 @@ def read_export_metadata(export_dir):
         and ``path`` (str, the version folder).
     """
     path = find_version_dir(export_dir)
-    loaded = tf.saved_model.load(str(path))
-
-    def value(name):
-        variables = list(getattr(loaded, name, []))
-        return variables[0].numpy() if variables else None
+    value = _metadata_reader(path)
 
     log_prior = value("deployment_log_prior").astype(np.float32)
     prior = np.exp(log_prior.astype(np.float64) - log_prior.max())

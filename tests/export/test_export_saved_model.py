@@ -86,6 +86,49 @@ def test_metadata_travels_inside_the_saved_model(tiny, exported):
     assert metadata["action_names"] == ["0", "1", "2", "3", "abstain"]
 
 
+def test_metadata_equals_what_tf_saved_model_load_finds(exported):
+    # The reader goes through the checkpoint's object graph; the reference loads the
+    # whole SavedModel and reads the collections as attributes.
+    loaded = tf.saved_model.load(str(exported / "1"))
+    metadata = read_export_metadata(exported)
+    first = {name: list(getattr(loaded, name))[0].numpy() for name in (
+        "deployment_log_prior", "cost_matrix", "calibration_scale", "training_log_prior",
+        "prediction_set_thresholds", "estimate_dirichlet", "max_image_pixels")}
+    np.testing.assert_array_equal(metadata["log_prior"], first["deployment_log_prior"])
+    np.testing.assert_array_equal(metadata["cost_matrix"], first["cost_matrix"])
+    np.testing.assert_array_equal(metadata["calibration_scale"], first["calibration_scale"])
+    np.testing.assert_array_equal(metadata["training_log_prior"], first["training_log_prior"])
+    np.testing.assert_array_equal(metadata["prediction_set_thresholds"],
+                                  first["prediction_set_thresholds"])
+    assert metadata["estimate_dirichlet"] == first["estimate_dirichlet"]
+    assert metadata["max_image_pixels"] == first["max_image_pixels"]
+
+
+def test_metadata_of_an_export_without_the_newer_collections(tmp_path):
+    # A calibkeras 0.1 export carries only these collections: the others read as None
+    # or as what 0.1 meant (scale 1 / T, bias 0).
+    module = tf.Module()
+    module.class_names = [tf.Variable(["a", "b"], dtype=tf.string)]
+    module.image_size = [tf.Variable([8, 8], dtype=tf.int32)]
+    module.log_temperature = [tf.Variable(np.log(2.0), dtype=tf.float32)]
+    module.deployment_log_prior = [tf.Variable(np.log([0.25, 0.75]), dtype=tf.float32)]
+    module.cost_matrix = [tf.Variable(1 - np.eye(2), dtype=tf.float32)]
+    module.abstain_cost = []
+    module.action_names = [tf.Variable(["a", "b"], dtype=tf.string)]
+    module.serve = tf.function(lambda x: {"y": x * 2.0},
+                               input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    metadata = read_export_metadata(tmp_path)
+    assert metadata["class_names"] == ["a", "b"] and metadata["image_size"] == (8, 8)
+    assert metadata["temperature"] == pytest.approx(2.0)
+    np.testing.assert_allclose(metadata["prior"], [0.25, 0.75], rtol=1e-6)
+    np.testing.assert_array_equal(metadata["calibration_scale"], [0.5, 0.5])
+    np.testing.assert_array_equal(metadata["calibration_bias"], [0.0, 0.0])
+    for name in ("abstain_cost", "max_image_pixels", "training_log_prior", "estimate_dirichlet",
+                 "prediction_set_thresholds", "prediction_set"):
+        assert metadata[name] is None, name
+
+
 def test_serving_default_equals_keras(tiny, serving, sample_images, references):
     out = serving.run("serving_default", images=sample_images)
     probs = references["probs"]
