@@ -445,6 +445,10 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
     def calibrated_logits(images):
         return tf.cast(model.calibration(model.balanced_logits(images)), tf.float32)
 
+    # The request checks and the decoding are traced functions too, shared by the
+    # signatures that call them: traced once (twice: ExportArchive lists variables outside
+    # the save context, which traces again) instead of once per signature.
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)], autograph=False)
     def scaled_logits(images):
         images = _checked_images(images, image_size)
         # The network never runs on an empty batch: oneDNN (TensorFlow's CPU path)
@@ -459,11 +463,14 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
         probabilities = tf.nn.softmax(scaled_logits(images) + deployment_log_prior)
         return class_outputs(probabilities, class_names)
 
-    def predict_image_bytes(image_bytes):
-        images = decode_images(
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string)], autograph=False)
+    def decoded(image_bytes):
+        return decode_images(
             _checked_image_bytes(image_bytes), image_size, max_pixels=max_image_pixels
         )
-        return serving_default(images)
+
+    def predict_image_bytes(image_bytes):
+        return serving_default(decoded(image_bytes))
 
     def decide(images):
         probabilities = tf.nn.softmax(scaled_logits(images) + deployment_log_prior)
@@ -510,10 +517,7 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
         }
 
     def estimate_prior_image_bytes(image_bytes):
-        images = decode_images(
-            _checked_image_bytes(image_bytes), image_size, max_pixels=max_image_pixels
-        )
-        return estimate_prior(images)
+        return estimate_prior(decoded(image_bytes))
 
     def predict_set(images):
         in_set = model.prediction_set(scaled_logits(images))
@@ -527,10 +531,7 @@ def _build_archive(model, decision_layer, log_prior, max_image_pixels, estimate_
         }
 
     def predict_set_image_bytes(image_bytes):
-        images = decode_images(
-            _checked_image_bytes(image_bytes), image_size, max_pixels=max_image_pixels
-        )
-        return predict_set(images)
+        return predict_set(decoded(image_bytes))
 
     images_spec = tf.TensorSpec(None, tf.float32, name="images")
     archive = keras.export.ExportArchive()

@@ -218,7 +218,7 @@ def test_evaluate_writes_json_report_and_predictions(workspace):
         f"{image_id}.jpg" for image_id in test_rows["image_id"]]
 
 
-def test_predict_gives_probabilities_and_cost_decisions(workspace):
+def test_predict_gives_probabilities_and_cost_decisions(workspace, capsys, monkeypatch):
     folder = workspace["folder"]
     images = pd.read_csv(workspace["test_csv"])["filepath"].head(2)
     paths = [Path(food10_dir()) / p for p in images]
@@ -242,14 +242,17 @@ def test_predict_gives_probabilities_and_cost_decisions(workspace):
         for k, probability in enumerate(prediction["probabilities"].values()):
             assert costs[str(k)] == pytest.approx(1 - probability, abs=1e-6)
         assert set(prediction["prediction_set"]) <= set(CLASS_NAMES)
-    plain = run("predict", "--model", workspace["model"], *paths)
+    plain = run_here("predict", "--model", workspace["model"], *paths, capsys=capsys,
+                     monkeypatch=monkeypatch)
+    assert plain.returncode == 0
     assert all("; set: {" in line for line in plain.stdout.splitlines()[-2:])
 
 
-def test_export_writes_a_verified_version(workspace):
+def test_export_writes_a_verified_version(workspace, capsys, monkeypatch):
     target = workspace["folder"] / "exports"
-    result = run("export", "--model", workspace["model"], "--output", target, "--prior",
-                 "uniform", "--version", 3)
+    result = run_here("export", "--model", workspace["model"], "--output", target, "--prior",
+                      "uniform", "--version", 3, capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 0
     assert (target / "3" / "saved_model.pb").exists()
     assert "verified" in result.stdout
 
