@@ -265,14 +265,15 @@ def build_parser():
 
 
 def _add_training_flags(parser):
-    from_models = ("efficientnet_lite0, efficientnet_b0..b7, efficientnet_v2_b0..b3/s/m/l")
+    from_models = ("efficientnet_lite0..lite2, efficientnet_b0..b7, efficientnet_v2_b0..b3/s/m/l")
     parser.add_argument("--backbone", default="efficientnet_lite0", metavar="NAME",
                         help=from_models + " (default efficientnet_lite0, offline)")
     parser.add_argument("--weights", default="imagenet", metavar="WEIGHTS",
                         help="imagenet (default), none, or a local .weights.h5 file")
-    parser.add_argument("--image-size", type=_positive_int, default=224, metavar="PX",
-                        help="square image size in pixels (default 224, Lite0's ImageNet "
-                             "size: it beats the images' own 160 px, see BENCHMARKS.md)")
+    parser.add_argument("--image-size", type=_positive_int, default=None, metavar="PX",
+                        help="square image size in pixels (default: the backbone's ImageNet "
+                             "size, 224 for Lite0, 240 Lite1, 260 Lite2; 224 beats food10's "
+                             "own 160 px for Lite0, see BENCHMARKS.md)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
                         help="global batch size, split across replicas and workers (default 32)")
     parser.add_argument("--epochs", type=_non_negative_int, default=5, metavar="N",
@@ -557,8 +558,9 @@ def main(argv=None):
         print(f"calibkeras {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        if isinstance(error, RuntimeError) and str(error).startswith("could not download"):
-            # An offline keras.applications backbone; the message names the offline options.
+        from calibkeras.models.efficientnet_lite import MissingWeightsPackageError
+
+        if isinstance(error, MissingWeightsPackageError):  # names what to install
             print(f"{prefix} {_in_user_terms(error, flags)}", file=sys.stderr)
             return EXIT_DATA
         # TensorFlow's OpErrors (a worker that died, an image that fails mid-epoch).

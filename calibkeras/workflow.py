@@ -108,7 +108,9 @@ class TrainConfig:
             ``<name>.val.csv``.
         backbone: ``efficientnet_lite0`` (default) or a keras.applications EfficientNet.
         weights: ``"imagenet"`` (default), None (random) or a ``.weights.h5`` file.
-        image_size: square image size in pixels (default 224).
+        image_size: square image size in pixels; default None: the backbone's
+            ImageNet size (224 for efficientnet_lite0, 240 for efficientnet_lite1, 260 for
+            efficientnet_lite2; ``calibkeras.models.backbones.NATIVE_IMAGE_SIZES``).
         batch_size: global batch size (default 32).
         epochs: epochs of head training, backbone frozen (default 5).
         fine_tune_epochs: at most this many epochs of fine-tuning (default 6), stopped
@@ -149,7 +151,7 @@ class TrainConfig:
     label_column: str = "label"
     backbone: str = "efficientnet_lite0"
     weights: str | None = "imagenet"
-    image_size: int = 224
+    image_size: int | None = None
     batch_size: int = 32
     epochs: int = 5
     fine_tune_epochs: int = 6
@@ -173,7 +175,8 @@ class TrainConfig:
         _check_one_source(("val_csv", self.val_csv), ("val_dir", self.val_dir))
         object.__setattr__(self, "class_names", check_class_names(self.class_names))
         _bad_image_options(self.skip_bad_images)
-        check_positive_int(self.image_size, "image_size")
+        if self.image_size is not None:
+            check_positive_int(self.image_size, "image_size")
         check_positive_int(self.batch_size, "batch_size")
         check_nonnegative_int(self.epochs, "epochs")
         check_nonnegative_int(self.fine_tune_epochs, "fine_tune_epochs")
@@ -612,10 +615,12 @@ def _train_and_write(config, strategy, output, evaluation):
         write_json,
     )
     from calibkeras.models import build_classifier, fit_calibrated
+    from calibkeras.models.backbones import native_image_size
     from calibkeras.utils.staging import staged_directory
 
     say = config.verbose
-    image_size = (config.image_size, config.image_size)
+    image_size = ((config.image_size,) * 2 if config.image_size is not None
+                  else native_image_size(config.backbone))
     started = time.perf_counter()
     train_data, val = _training_data(config, image_size)
     counts = dict(zip(train_data.class_names, train_data.class_counts.tolist(), strict=True))

@@ -91,3 +91,16 @@ def test_keyword_calls_and_write_reports_pair_position(tmp_path):
     with pytest.warns(DeprecationWarning, match=r"write_report\(probs, labels\)"):
         write_report(tmp_path / "r", summary, probs, labels, names)
     assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_the_efficientnet_lite_family_is_public_and_registered():
+    from calibkeras import models
+    from calibkeras.models import efficientnet_lite, efficientnet_lite0
+
+    for variant in ("0", "1", "2"):
+        constructor = getattr(efficientnet_lite, f"EfficientNetLite{variant}")
+        assert f"EfficientNetLite{variant}" in models.__all__
+        assert getattr(models, f"EfficientNetLite{variant}") is constructor
+        assert models.BACKBONES[f"efficientnet_lite{variant}"] is constructor
+    assert efficientnet_lite0.EfficientNetLite0 is models.EfficientNetLite0  # the 0.1 module
+    assert models.imagenet_weights_path is efficientnet_lite.imagenet_weights_path

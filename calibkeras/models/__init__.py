@@ -8,7 +8,12 @@ from calibkeras.models.classifier import (
     logits_model,  # noqa: F401  (deprecated; not in __all__)
     probabilities_model,
 )
-from calibkeras.models.efficientnet_lite0 import EfficientNetLite0, imagenet_weights_path
+from calibkeras.models.efficientnet_lite import (
+    EfficientNetLite0,
+    EfficientNetLite1,
+    EfficientNetLite2,
+    imagenet_weights_path,
+)
 from calibkeras.models.inference import posterior_probabilities, predict_balanced_logits
 from calibkeras.models.training import (
     CALIBRATIONS,
@@ -26,6 +31,8 @@ __all__ = [
     "CALIBRATIONS",
     "CalibratedClassifier",
     "EfficientNetLite0",
+    "EfficientNetLite1",
+    "EfficientNetLite2",
     "LOSSES",
     "build_backbone",
     "build_classifier",

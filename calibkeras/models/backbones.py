@@ -1,15 +1,22 @@
-"""Image backbones: every keras.applications EfficientNet and the offline EfficientNet-Lite0."""
+"""Image backbones: every keras.applications EfficientNet and the offline EfficientNet-Lite0..2."""
 
 import os
 
 import keras
 
-from calibkeras.models.efficientnet_lite0 import EfficientNetLite0
+from calibkeras.models.efficientnet_lite import (
+    EfficientNetLite0,
+    EfficientNetLite1,
+    EfficientNetLite2,
+)
+from calibkeras.models.efficientnet_lite.architecture import VARIANTS
 
 #: Backbone name -> constructor with the keras.applications signature. Every one takes
 #: RGB floats in 0..255 and normalises them itself.
 BACKBONES = {
     "efficientnet_lite0": EfficientNetLite0,
+    "efficientnet_lite1": EfficientNetLite1,
+    "efficientnet_lite2": EfficientNetLite2,
     "efficientnet_b0": keras.applications.EfficientNetB0,
     "efficientnet_b1": keras.applications.EfficientNetB1,
     "efficientnet_b2": keras.applications.EfficientNetB2,
@@ -27,11 +34,60 @@ BACKBONES = {
     "efficientnet_v2_l": keras.applications.EfficientNetV2L,
 }
 
+#: Backbone name -> the square image size (px) its ImageNet weights were trained at
+#: (keras.applications' ``default_size``; EfficientNet-Lite's own table): the image
+#: size ``build_classifier`` and ``calibkeras train`` use when none is given.
+NATIVE_IMAGE_SIZES = {
+    **{name: spec.default_size for name, spec in VARIANTS.items()},
+    "efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260,
+    "efficientnet_b3": 300, "efficientnet_b4": 380, "efficientnet_b5": 456,
+    "efficientnet_b6": 528, "efficientnet_b7": 600,
+    "efficientnet_v2_b0": 224, "efficientnet_v2_b1": 240, "efficientnet_v2_b2": 260,
+    "efficientnet_v2_b3": 300, "efficientnet_v2_s": 384, "efficientnet_v2_m": 480,
+    "efficientnet_v2_l": 480,
+}
+
 OFFLINE_HELP = (
-    "offline options: backbone='efficientnet_lite0' (ImageNet weights ship with "
-    "calibkeras' dependencies), `weights` set to a local .weights.h5 file of the "
+    "offline options: backbone='efficientnet_lite0' (its ImageNet weights ship with "
+    "calibkeras' dependencies; those of efficientnet_lite1 and efficientnet_lite2 with "
+    "the extra calibkeras[lite]), `weights` set to a local .weights.h5 file of the "
     "backbone, or weights=None (random initialisation)"
 )
+
+
+def _check_backbone_name(backbone):
+    if backbone not in BACKBONES:
+        raise ValueError(
+            f"`backbone` must be one of {', '.join(sorted(BACKBONES))} or a keras.Model; "
+            f"got {backbone!r}"
+        )
+
+
+def native_image_size(backbone):
+    """The ``(height, width)`` a backbone is built for when no image size is given.
+
+    Args:
+        backbone: a key of ``BACKBONES`` (its ImageNet size, ``NATIVE_IMAGE_SIZES``:
+            224 for EfficientNet-Lite0 and -B0, 240 for Lite1, 260 for Lite2, ...), or a
+            ``keras.Model`` whose input has a fixed height and width (those).
+
+    Raises:
+        ValueError: an unknown name, or a model whose input height or width is None.
+
+    Example:
+        >>> native_image_size("efficientnet_lite2")
+        (260, 260)
+    """
+    if isinstance(backbone, keras.Model):
+        shape = tuple(backbone.inputs[0].shape[1:3]) if backbone.inputs else (None, None)
+        if None in shape:
+            raise ValueError(
+                f"`image_size` is needed: `backbone` {backbone.name!r} takes images of any "
+                f"size (input shape {shape}); pass image_size=(height, width)"
+            )
+        return tuple(int(side) for side in shape)
+    _check_backbone_name(backbone)
+    return (NATIVE_IMAGE_SIZES[backbone],) * 2
 
 
 def build_backbone(backbone, weights, input_shape):
@@ -54,8 +110,10 @@ def build_backbone(backbone, weights, input_shape):
         ValueError: unknown backbone, a model backbone without symbolic inputs or
             whose input or output shape does not fit, or weights that are neither
             "imagenet", None nor an existing file.
-        RuntimeError: ``weights="imagenet"`` for a keras.applications backbone could
+        ConnectionError: ``weights="imagenet"`` for a keras.applications backbone could
             not be downloaded (no network); the message names the offline options.
+        MissingWeightsPackageError (an ImportError): ``weights="imagenet"`` for
+            efficientnet_lite1 or efficientnet_lite2 without the extra ``calibkeras[lite]``.
     """
     local_file = None
     if weights not in ("imagenet", None):
@@ -67,11 +125,7 @@ def build_backbone(backbone, weights, input_shape):
             )
     if isinstance(backbone, keras.Model):
         return _model_backbone(backbone, local_file, weights, input_shape)
-    if backbone not in BACKBONES:
-        raise ValueError(
-            f"`backbone` must be one of {', '.join(sorted(BACKBONES))} or a keras.Model; "
-            f"got {backbone!r}"
-        )
+    _check_backbone_name(backbone)
     constructor = BACKBONES[backbone]
     try:
         model = constructor(
@@ -81,7 +135,7 @@ def build_backbone(backbone, weights, input_shape):
         )
     except Exception as error:  # keras.utils.get_file raises a bare Exception offline
         if weights == "imagenet" and "URL fetch failure" in str(error):
-            raise RuntimeError(
+            raise ConnectionError(
                 f"could not download the ImageNet weights of {backbone!r} "
                 f"({error}); {OFFLINE_HELP}"
             ) from error

@@ -5,7 +5,7 @@ import warnings
 import keras
 
 from calibkeras.data.preprocessing import check_image_size
-from calibkeras.models.backbones import build_backbone
+from calibkeras.models.backbones import build_backbone, native_image_size
 from calibkeras.models.calibrated_classifier import (
     CalibratedClassifier,
     check_calibrated_classifier,
@@ -17,7 +17,7 @@ def build_classifier(
     num_classes,
     backbone="efficientnet_lite0",
     weights="imagenet",
-    image_size=(224, 224),
+    image_size=None,
     dropout=0.2,
     class_counts=None,
     class_names=None,
@@ -41,7 +41,10 @@ def build_classifier(
         weights: ``"imagenet"`` (default; keras.applications backbones download them
             with Keras, which needs the network), None (random), or the path of a
             ``.weights.h5`` file of the headless backbone.
-        image_size: ``(height, width)`` or an int for square images (default 224).
+        image_size: ``(height, width)`` or an int for square images; default None:
+            the backbone's ImageNet size (:func:`~calibkeras.models.backbones.native_image_size`:
+            224 for EfficientNet-Lite0 and -B0, 240 for Lite1 and -B1, 260 for Lite2 and
+            -B2, ...; a model backbone's own fixed input size).
         dropout: dropout rate before the head, in [0, 1).
         class_counts: optional ``K`` training class counts, kept in the PriorShift
             layer so ``set_prior("training")`` works.
@@ -67,6 +70,8 @@ def build_classifier(
         logit adjustment. Guo et al. (2017), On Calibration of Modern Neural Networks.
     """
     num_classes = check_num_classes(num_classes)
+    if image_size is None:
+        image_size = native_image_size(backbone)
     if isinstance(image_size, int) and not isinstance(image_size, bool):
         image_size = (image_size, image_size)
     height, width = check_image_size(image_size)

