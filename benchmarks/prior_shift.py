@@ -14,20 +14,27 @@ Methods (everything fitted is fitted once, on the validation half):
 
 * ``ck none``, ``ck temperature``, ``ck bias_corrected``, ``ck vector``, ``ck auto``:
   ``calibkeras.calibration.fit_calibration(log(p_val), y_val, method=..., prior=pi_val)``
-  (``none``: the record's probabilities as they are), test posteriors
-  ``softmax(fit.logits(log p) + log pi_val)``, then ``estimate_prior(posteriors, pi_val)``
-  with its defaults (MAP EM, ``dirichlet=DEFAULT_DIRICHLET`` = 1.1). ``pi_val`` = the
-  validation label frequencies (``ck auto, mean source``: the mean calibrated validation
-  posterior instead, Alexandari et al. section 3.2; not the default, measured to decide
-  whether it should be). ``ck auto`` is the calibkeras default, the one the summary
-  scores. ``ck auto a=1`` is the same with ``dirichlet=1`` (maximum likelihood, as the
-  peers), to separate the calibration from the Dirichlet prior.
+  (``none``: the record's probabilities as they are; ``auto``: the default, which
+  cross-validates temperature, bias-corrected and vector scaling and their shrinkage
+  toward temperature scaling; ``ck auto l2=0``: ``auto`` without the shrinkage
+  candidates), test posteriors ``softmax(fit.logits(log p) + log pi_val)``, then
+  ``estimate_prior(posteriors, s)`` with its defaults (MAP EM,
+  ``dirichlet=DEFAULT_DIRICHLET`` = 1.1), where the source prior ``s`` is the mean
+  calibrated validation posterior ``fit.posterior_mean`` (Alexandari et al. section 3.2;
+  ``pi_val`` for ``ck none``). This is what a calibkeras model does:
+  ``CalibratedClassifier.calibrate`` makes its bias relative to ``s``, and its EM and
+  every prior it is given then adapt from ``s``. ``ck auto, label source`` is the
+  default calibration with ``pi_val``, the validation label frequencies, as EM's source
+  prior instead (calibkeras before it adapted from ``s``). ``ck auto`` is the calibkeras
+  default, the one the summary scores. ``ck auto a=1`` is the same with ``dirichlet=1``
+  (maximum likelihood, as the peers), to separate the calibration from the Dirichlet
+  prior.
 * ``BBSE`` (Lipton, Wang & Smola 2018), written here: joint confusion matrix
   ``C[i, j] = P_val(argmax = i, y = j)`` of the record's hard predictions, ``mu`` = the
   sample's predicted-class frequencies, weights ``w`` solving ``C w = mu`` (least squares,
   = ``solve`` when C is invertible), clipped at 0, prior ``w * pi_val`` renormalised. BBSE
-  gives no posteriors: its NLL and accuracy use the ``ck auto`` posteriors re-weighted to
-  its estimate, so they measure its prior only.
+  gives no posteriors: its NLL and accuracy use the ``ck auto`` posteriors re-weighted
+  from ``s`` to its estimate, so they measure its prior only.
 * ``abstention EM+BCTS`` (abstention 0.1.3.1): ``TempScaling(bias_positions="all")`` fitted
   on the validation posteriors (``posterior_supplied=True``), applied to both halves, then
   ``EMImbalanceAdapter()`` (defaults: tolerance 1e-6, at most 100 iterations) on the
@@ -47,7 +54,7 @@ Methods (everything fitted is fitted once, on the validation half):
   each draw runs ``EMQ.EM(train_prevalence, calibrated sample)``. Skipped with the error
   printed when QuaPy cannot be imported or fitted.
 * references, not contenders: ``unadapted`` (``ck auto`` posteriors under pi_val) and
-  ``oracle`` (``ck auto`` posteriors re-weighted to the true pi).
+  ``oracle`` (``ck auto`` posteriors re-weighted from ``s`` to the true pi).
 
 Each draw is scored by the prior's L1 error ``sum_k |estimate_k - pi_k|`` and its
 Jensen-Shannon distance to pi (``scipy.spatial.distance.jensenshannon``, natural log: the
@@ -76,6 +83,11 @@ on 2 AMD EPYC cores for all four records and 20 draws; the peers are fast enough
 the same number of draws):
     python benchmarks/prior_shift.py [--draws 20] [--records NAME ...] [--seed 0]
         [--out /tmp/prior_shift.csv]
+
+``--fit-times`` only times ``fit_calibration`` on each record's validation half (the
+fastest of ``--repeats`` calls, one BLAS thread or ``--threads default``); with
+``--module PATH`` it times another version of ``calibration_fit.py`` instead, e.g. one
+written by ``git show COMMIT:calibkeras/calibration/calibration_fit.py > PATH``.
 """
 
 import argparse
@@ -96,7 +108,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
 
 from calibkeras.calibration import estimate_prior, fit_calibration  # noqa: E402
 
-CK_METHODS = ("temperature", "bias_corrected", "vector", "auto")
+CK_METHODS = ("temperature", "bias_corrected", "vector", "auto", "auto l2=0")
 DEFAULT = "ck auto"
 PEERS = ("abstention EM+BCTS", "QuaPy EMQ bcts")
 REFERENCES = ("unadapted", "oracle")
@@ -154,37 +166,34 @@ def contenders(probs, labels, val, test, notes):
     val_prior = np.bincount(labels[val], minlength=num_classes) / val.size
     methods = {}
 
-    def calibkeras_em(test_probs, **options):
+    def calibkeras_em(test_probs, source, **options):
         def estimate(rows):
-            result = estimate_prior(test_probs[rows], val_prior, **options)
+            result = estimate_prior(test_probs[rows], source, **options)
             return result.prior, result.probs
         return estimate
 
-    methods["ck none"] = (0.0, calibkeras_em(probs[test]))
+    methods["ck none"] = (0.0, calibkeras_em(probs[test], val_prior))
     calibrated, fits = {}, {}
     for method in CK_METHODS:
+        options = {"method": "auto", "l2": 0.0} if method == "auto l2=0" else {"method": method}
         fit, seconds, caught = _timed(
-            fit_calibration, logits[val], labels[val], method=method, prior=val_prior
+            fit_calibration, logits[val], labels[val], prior=val_prior, **options
         )
         fits[method] = fit
         calibrated[method] = softmax(fit.logits(logits[test]) + np.log(val_prior), axis=1)
-        methods[f"ck {method}"] = (seconds, calibkeras_em(calibrated[method]))
-        if method == "auto":
-            notes.append(f"ck auto chose {fit.method!r} (T = {fit.temperature:.3f}), cv NLL "
+        # Alexandari et al. (2020), section 3.2: EM's source prior is the mean calibrated
+        # validation posterior (the prior the calibrated model itself implies).
+        methods[f"ck {method}"] = (seconds, calibkeras_em(calibrated[method],
+                                                          fit.posterior_mean))
+        if fit.cv_table is not None:
+            notes.append(f"ck {method} chose {fit.method!r} (l2 = {fit.l2:.4g}, T = "
+                         f"{fit.temperature:.3f}), cv NLL of each method at its best l2: "
                          + ", ".join(f"{k} {v:.4f}" for k, v in fit.cv_nll.items()))
         notes.extend(f"fit_calibration({method}) warned: {text}" for text in caught)
-    auto = calibrated["auto"]
-    methods["ck auto a=1"] = (methods["ck auto"][0], calibkeras_em(auto, dirichlet=1.0))
-    # Alexandari et al. (2020), section 3.2: EM's source prior taken as the mean calibrated
-    # validation posterior (what the calibrated model itself implies) instead of the
-    # validation label frequencies.
-    mean_source = softmax(fits["auto"].logits(logits[val]) + np.log(val_prior), axis=1).mean(0)
-
-    def mean_source_em(rows):
-        result = estimate_prior(auto[rows], mean_source)
-        return result.prior, result.probs
-
-    methods["ck auto, mean source"] = (methods["ck auto"][0], mean_source_em)
+    auto, source = calibrated["auto"], fits["auto"].posterior_mean
+    seconds = methods["ck auto"][0]
+    methods["ck auto a=1"] = (seconds, calibkeras_em(auto, source, dirichlet=1.0))
+    methods["ck auto, label source"] = (seconds, calibkeras_em(auto, val_prior))
 
     predicted = probs.argmax(axis=1)
     confusion = np.zeros((num_classes, num_classes))
@@ -193,7 +202,7 @@ def contenders(probs, labels, val, test, notes):
 
     def bbse(rows):
         prior = bbse_prior(confusion, val_prior, predicted_test[rows], num_classes)
-        return prior, reweight(auto[rows], val_prior, prior)
+        return prior, reweight(auto[rows], source, prior)
 
     methods["BBSE"] = (0.0, bbse)
 
@@ -239,7 +248,7 @@ def contenders(probs, labels, val, test, notes):
         notes.append(f"SKIPPED {PEERS[1]}: {type(error).__name__}: {error}")
 
     methods["unadapted"] = (0.0, lambda rows: (val_prior, auto[rows]))
-    return methods, val_prior, auto
+    return methods, val_prior, auto, source
 
 
 def run_record(path, args):
@@ -253,7 +262,7 @@ def run_record(path, args):
     order = rng.permutation(labels.size)
     val, test = order[: labels.size // 2], order[labels.size // 2:]
     notes = []
-    methods, val_prior, auto = contenders(probs, labels, val, test, notes)
+    methods, val_prior, auto, source = contenders(probs, labels, val, test, notes)
     num_classes = probs.shape[1]
     test_labels = labels[test]
     by_class = [np.flatnonzero(test_labels == k) for k in range(num_classes)]
@@ -269,7 +278,7 @@ def run_record(path, args):
                 oracle = np.maximum(prior, 1e-300)
                 results = {name: _timed(estimate, rows)
                            for name, (_, estimate) in methods.items()}
-                results["oracle"] = ((oracle, reweight(auto[rows], val_prior, oracle)), 0.0, [])
+                results["oracle"] = ((oracle, reweight(auto[rows], source, oracle)), 0.0, [])
                 for name, ((estimate, adapted), seconds, caught) in results.items():
                     rows_out.append({
                         "record": model, "n": size, "alpha": shift, "draw": draw,
@@ -340,6 +349,57 @@ def summary(frame):
 
 
 
+def fit_times(paths, args):
+    """``--fit-times``: the fastest of ``--repeats`` calls of ``fit_calibration`` per
+    record and method on the validation half (the split and prior of a full run), with
+    ``--module`` (a copy of another version of ``calibration_fit.py``) in place of the
+    installed one, under one BLAS thread or the default threads (``--threads``)."""
+    import contextlib  # noqa: PLC0415
+    import importlib.util  # noqa: PLC0415
+
+    import threadpoolctl  # noqa: PLC0415
+
+    fit = fit_calibration
+    if args.module:
+        spec = importlib.util.spec_from_file_location("calibration_fit_under_test", args.module)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        fit = module.fit_calibration
+    limit = (contextlib.nullcontext() if args.threads == "default"
+             else threadpoolctl.threadpool_limits(1, user_api="blas"))
+    options = {"bias_corrected": {"method": "bias_corrected"}, "vector": {"method": "vector"},
+               "auto": {"method": "auto"}, "auto l2=0": {"method": "auto", "l2": 0.0}}
+    if args.module:  # an older version may not know `l2=0` or None
+        options.pop("auto l2=0")
+    print(f"fit_calibration from {args.module or 'calibkeras'}, BLAS threads: {args.threads}, "
+          f"fastest of {args.repeats}\n")
+    print("| record | " + " | ".join(options) + " | chosen by auto |")
+    print("|---|" + "---:|" * len(options) + "---|")
+    with limit, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit(np.eye(3), [0, 1, 2], method="temperature")  # the first call loads TensorFlow
+        for name in args.records:
+            record = np.load(paths[name])
+            probs = record["predictions"].astype(np.float64)
+            probs /= probs.sum(axis=1, keepdims=True)
+            labels = record["ground_truth"].astype(np.int64)
+            order = np.random.default_rng(args.seed).permutation(labels.size)
+            val = order[: labels.size // 2]
+            logits, truth = np.log(probs[val]), labels[val]
+            prior = np.bincount(truth, minlength=probs.shape[1]) / truth.size
+            cells, chosen = [], ""
+            for label, option in options.items():
+                best = np.inf
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    result = fit(logits, truth, prior=prior, **option)
+                    best = min(best, time.perf_counter() - start)
+                cells.append(f"{best:.3f} s")
+                if label == "auto":
+                    chosen = f"{result.method}, l2 = {getattr(result, 'l2', 0.0):.4g}"
+            print(f"| {name} | " + " | ".join(cells) + f" | {chosen} |")
+
+
 def main():
     paths = {os.path.basename(p).removesuffix(".npz"): p for p in sorted(glob.glob(RECORDS))}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -347,7 +407,18 @@ def main():
     parser.add_argument("--records", nargs="+", choices=sorted(paths), default=sorted(paths))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="/tmp/prior_shift.csv", help="CSV of the raw rows")
+    parser.add_argument("--fit-times", action="store_true",
+                        help="only time fit_calibration on each validation half")
+    parser.add_argument("--module", help="with --fit-times: path of a calibration_fit.py "
+                        "to time instead of the installed one")
+    parser.add_argument("--threads", choices=("one", "default"), default="one",
+                        help="with --fit-times: BLAS threads")
+    parser.add_argument("--repeats", type=int, default=3, help="with --fit-times")
     args = parser.parse_args()
+    if args.fit_times:
+        print(machine(("calibkeras", "numpy", "scipy")))
+        fit_times(paths, args)
+        return
     if args.draws < 2:
         parser.error(f"`--draws` must be at least 2 (for standard errors), got {args.draws}")
     print(machine(("calibkeras", "numpy", "scipy", "abstention", "quapy")))

@@ -59,6 +59,7 @@ def calibration_record(model, image_size, settings):
             "method": model.calibration.method,
             "scale": ops.convert_to_numpy(model.calibration.scale).astype(float).tolist(),
             "bias": ops.convert_to_numpy(model.calibration.bias).astype(float).tolist(),
+            "source_prior": model.calibration.source_prior,
         },
         "preprocessing": {
             "image_size": list(image_size),

@@ -355,9 +355,9 @@ def _estimated_prior(model, logits):
             stacklevel=3,
         )
     estimate = model.estimate_prior(logits, interval=0.9)
-    training = model.prior_shift.training_prior
-    test = prior_shift_test(model.probabilities(logits, training), training)
-    name = (f"estimate (EM on {num_images} images; against the training prior: "
+    source = model.source_prior
+    test = prior_shift_test(model.probabilities(logits, source), source)
+    name = (f"estimate (EM on {num_images} images; against the calibration data's prior: "
             f"likelihood-ratio statistic {test.statistic:.1f}, p = {test.p_value:.2g})")
     return DeploymentPrior(estimate.prior, name, estimate, test)
 
@@ -732,12 +732,16 @@ def calibration_selection(fit, requested):
         )
         why = (f"{fit.method}, chosen by cross-validated NLL ({scores}; ± the standard "
                "error of the difference to the best; the simplest within one standard "
-               f"error of the best), T = {fit.temperature:.4f}")
+               f"error of the best)"
+               + (f", shrunk toward temperature scaling with l2 = {fit.l2:.4g}" if fit.l2 else "")
+               + f", T = {fit.temperature:.4f}")
     return {
         "requested": requested,
         "method": fit.method,
+        "l2": fit.l2,
         "cv_nll": fit.cv_nll,
         "cv_se": fit.cv_se,
+        "cv_table": fit.cv_table,
         "why": why,
     }
 

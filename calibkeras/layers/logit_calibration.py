@@ -19,12 +19,20 @@ class LogitCalibration(keras.layers.Layer):
     model and its SavedModel. A bias sums to 0 (a constant shift changes no
     probability). Until it is fitted the layer is the identity.
 
+    ``source_prior`` is the class prior that the calibrated model implies for the data
+    it was calibrated on: the mean calibrated posterior there (Alexandari et al. 2020,
+    section 3.2). :meth:`calibkeras.models.CalibratedClassifier.calibrate` sets it and
+    makes the bias relative to it; label-shift estimation (EM) finds it again on data
+    like the calibration data, and the shift test takes it as the prior of "no shift".
+
     Args:
         num_classes: ``K``.
         method: the name of the fit the weights came from (``"none"`` until fitted,
             ``"temperature"``, ``"bias_corrected"``, ``"vector"``); kept in the config.
         initial_scale: optional ``K`` positive starting scales (default all 1).
         initial_bias: optional ``K`` starting biases (default all 0; centred to sum 0).
+        source_prior: optional ``K`` positive numbers (normalised to sum 1), or None
+            (default: unknown; the model's training prior stands in for it).
         **kwargs: base layer arguments (``name``; ``dtype`` defaults to ``"float32"``
             whatever the global dtype policy).
 
@@ -47,7 +55,7 @@ class LogitCalibration(keras.layers.Layer):
     """
 
     def __init__(self, num_classes, method="none", initial_scale=None, initial_bias=None,
-                 **kwargs):
+                 source_prior=None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.num_classes = check_positive_int(num_classes, "num_classes")
@@ -59,6 +67,7 @@ class LogitCalibration(keras.layers.Layer):
         )
         self.initial_scale = None if initial_scale is None else scale.tolist()
         self.initial_bias = None if initial_bias is None else bias.tolist()
+        self.source_prior = self._checked_source_prior(source_prior)
         self.scale = self.add_weight(
             name="scale", shape=(self.num_classes,), trainable=False,
             initializer=keras.initializers.Constant(scale),
@@ -74,12 +83,30 @@ class LogitCalibration(keras.layers.Layer):
         """``1 / mean(scale)``: the temperature of a temperature fit (float)."""
         return float(1.0 / np.mean(self.scale.numpy()))
 
-    def set_calibration(self, scale, bias, method):
-        """Sets the per-class ``scale`` and ``bias`` (``K`` finite numbers each; scale > 0)."""
+    def set_calibration(self, scale, bias, method, *, source_prior=None):
+        """Sets the per-class ``scale`` and ``bias`` (``K`` finite numbers each; scale > 0)
+        and the ``source_prior`` they were fitted for (``K`` positive numbers, or None:
+        unknown)."""
         scale, bias = self._checked(scale, bias)
+        source_prior = self._checked_source_prior(source_prior)
         self.scale.assign(scale.astype(self.scale.dtype))
         self.bias.assign(bias.astype(self.bias.dtype))
         self.method = str(method)
+        self.source_prior = source_prior
+
+    def _checked_source_prior(self, source_prior):
+        """``source_prior`` as a list of ``K`` floats summing to 1, or None."""
+        if source_prior is None:
+            return None
+        array = np.asarray(source_prior, dtype=np.float64)
+        if (array.shape != (self.num_classes,) or not np.all(np.isfinite(array))
+                or np.any(array <= 0)):
+            raise ValueError(
+                f"`source_prior` must be {self.num_classes} positive finite numbers (the "
+                f"mean calibrated posterior of the calibration data) or None, got "
+                f"{_show(array.tolist())}"
+            )
+        return (array / array.sum()).tolist()
 
     def _checked(self, scale, bias, prefix=""):
         """``(scale, centred bias)`` as float64 ``(K,)`` arrays, else a ValueError naming
@@ -124,5 +151,6 @@ class LogitCalibration(keras.layers.Layer):
             "method": self.method,
             "initial_scale": self.initial_scale,
             "initial_bias": self.initial_bias,
+            "source_prior": self.source_prior,
         })
         return config

@@ -61,6 +61,8 @@ class CalibratedClassifier(keras.Model):
             specification of :func:`calibkeras.priors.resolve_prior`.
         calibration_method: the method the calibration weights came from (kept in
             the config; :meth:`calibrate` sets it).
+        source_prior: the calibration's :attr:`source_prior` (kept in the config;
+            :meth:`calibrate` sets it); default None: the training prior.
         prediction_set: the settings of :attr:`prediction_set` (a dict of its
             ``score``, ``alpha``, ``mode``, ``penalty``, ``k_reg``; kept in the config,
             :meth:`fit_prediction_sets` sets them); default: not fitted.
@@ -85,6 +87,7 @@ class CalibratedClassifier(keras.Model):
         class_names=None,
         prior="uniform",
         calibration_method="none",
+        source_prior=None,
         prediction_set=None,
         **kwargs,
     ):
@@ -101,7 +104,8 @@ class CalibratedClassifier(keras.Model):
         # float32 whatever the dtype policy: the balanced logits feed the calibration.
         self.head = keras.layers.Dense(num_classes, name="logits", dtype="float32")
         self.calibration = LogitCalibration(
-            num_classes, method=calibration_method, name="calibration", trainable=False
+            num_classes, method=calibration_method, source_prior=source_prior,
+            name="calibration", trainable=False,
         )
         self.prior_shift = PriorShift(
             prior=prior, class_counts=class_counts, num_classes=num_classes,
@@ -212,6 +216,16 @@ class CalibratedClassifier(keras.Model):
         training = self.prior_shift.training_prior
         return estimate_prior(self.probabilities(logits, training), training, **options)
 
+    @property
+    def source_prior(self):
+        """The prior of "no label shift": the ``(K,)`` mean calibrated posterior of the
+        calibration data (set by :meth:`calibrate`), else the training prior (None
+        for a model without class counts)."""
+        source = self.calibration.source_prior
+        if source is not None:
+            return np.asarray(source, dtype=np.float64)
+        return self.prior_shift.training_prior
+
     def _check_training_prior(self, prior, name):
         if self.prior_shift.training_prior is None:
             raise no_training_prior(prior, name)
@@ -270,7 +284,16 @@ class CalibratedClassifier(keras.Model):
         The scale and bias of :func:`calibkeras.calibration.fit_calibration` on the
         balanced logits ``f(x)`` of ``data``: the exact minimiser of the NLL of
         ``softmax(a * f(x) + b + log(prior))``, fitted under the prior of the
-        validation data, are written into :attr:`calibration`.
+        validation data, are written into :attr:`calibration`, with the bias made
+        relative to the prior the fit implies for the validation data, their mean
+        calibrated posterior ``s`` (Alexandari et al. 2020, section 3.2): the layer's
+        bias is ``b + log(prior) - log(s)``, so the model under the prior ``s``
+        reproduces the fit on the validation data, and under any other prior ``pi`` it
+        gives the fit's posteriors re-weighted by ``pi / s``. With freely fitted biases
+        ``s`` is the validation label frequencies under ``prior`` and nothing changes;
+        for temperature scaling and shrunk biases it differs (measured on the four
+        CIFAR records of BENCHMARKS.md: the adapted NLL under the true prior is then
+        lower or equal). ``s`` is kept as :attr:`source_prior`.
 
         Args:
             data: labelled data, as for :meth:`predict_balanced_logits`.
@@ -296,7 +319,16 @@ class CalibratedClassifier(keras.Model):
         else:
             fitting_prior = self.resolve_prior(prior, logits=logits, labels=labels)
         fit = fit_calibration(logits, labels, method=method, prior=fitting_prior, **options)
-        self.calibration.set_calibration(fit.scale, fit.bias, fit.method)
+        # Alexandari et al. (2020), section 3.2: the prior the calibrated model implies
+        # for its validation data is their mean calibrated posterior. It equals the
+        # fitting prior's label frequencies when the biases are fitted freely, not for
+        # temperature scaling or shrunk biases; the bias is made relative to it, so
+        # that every prior set later, and EM, adapt from the prior the fit implies.
+        source = fit.posterior_mean
+        self.calibration.set_calibration(
+            fit.scale, fit.bias + np.log(fitting_prior) - np.log(source), fit.method,
+            source_prior=source,
+        )
         if self.prediction_set.fitted:
             warnings.warn(
                 "the prediction sets were fitted on the previous calibration and are now "
@@ -367,6 +399,7 @@ class CalibratedClassifier(keras.Model):
             "class_names": self.prior_shift.class_names,
             "prior": self.prior_shift.prior_argument,
             "calibration_method": self.calibration.method,
+            "source_prior": self.calibration.source_prior,
             "prediction_set": {
                 key: getattr(self.prediction_set, key)
                 for key in ("score", "alpha", "mode", "penalty", "k_reg")

@@ -38,9 +38,8 @@ def test_p_value_is_roughly_uniform_for_calibrated_labels():
     for _ in range(60):
         probs = rng.dirichlet(np.full(4, 0.7), size=300)
         p_values.append(
-            calibration_test(draw_labels(probs, rng), probs, n_resamples=199, seed=rng.integers(1 << 30))[
-                "p_value"
-            ]
+            calibration_test(draw_labels(probs, rng), probs, n_resamples=199,
+                             seed=rng.integers(1 << 30))["p_value"]
         )
     # Kolmogorov-Smirnov against U(0, 1); p-values are discrete (steps of 1/200).
     assert stats.kstest(p_values, "uniform").pvalue > 0.01

@@ -266,10 +266,18 @@ def test_calibrate_with_temperature_is_fit_temperature_on_the_balanced_logits(fe
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)
     balanced = model.balanced_logits_model().predict(x, verbose=0)
 
-    def temperature(data, **kwargs):
-        fit = model.calibrate(data, method="temperature", **kwargs)
+    def temperature(data, prior=None):
+        fit = model.calibrate(data, method="temperature", prior=prior)
         assert model.calibration.method == "temperature"
-        np.testing.assert_allclose(model.calibration.bias.numpy(), 0.0, atol=1e-7)
+        # No bias of its own: only the one relative to the prior it implies, the mean
+        # calibrated posterior of the data (written out here in NumPy).
+        fitting = {None: TRAINING_PRIOR, "labels": np.bincount(y, minlength=3) / len(y),
+                   "uniform": np.full(3, 1 / 3)}[prior]
+        implied = softmax(balanced / fit.temperature + np.log(fitting)).mean(axis=0)
+        np.testing.assert_allclose(model.source_prior, implied, rtol=1e-5)
+        expected = np.log(fitting) - np.log(implied)
+        np.testing.assert_allclose(model.calibration.bias.numpy(),
+                                   expected - expected.mean(), atol=1e-5)
         return fit.temperature
 
     # Default: under the training prior (the model has class counts).
@@ -307,14 +315,40 @@ def test_calibrate_writes_the_chosen_fit_into_the_layer(features, tmp_path):
     assert fit.method == expected.method == model.calibration.method
     assert fit.method in ("bias_corrected", "vector")  # the injected bias needs class biases
     np.testing.assert_allclose(model.calibration.scale.numpy(), expected.scale, rtol=1e-5)
-    np.testing.assert_allclose(model.calibration.bias.numpy(), expected.bias, atol=1e-5)
-    np.testing.assert_allclose(
-        model.probabilities(balanced, "training"),
-        softmax(expected.logits(balanced) + np.log(TRAINING_PRIOR)), atol=1e-5)
+    fitted = softmax(expected.logits(balanced) + np.log(TRAINING_PRIOR))
+    implied = fitted.mean(axis=0)
+    np.testing.assert_allclose(model.source_prior, implied, rtol=1e-5)
+    bias = expected.bias + np.log(TRAINING_PRIOR) - np.log(implied)
+    np.testing.assert_allclose(model.calibration.bias.numpy(), bias - bias.mean(), atol=1e-5)
+    # Under the prior the fit implies, the model gives the fit's posteriors; under any
+    # other, those re-weighted from it (Bayes' rule).
+    np.testing.assert_allclose(model.probabilities(balanced, implied), fitted, atol=1e-5)
+    uniform = fitted / implied
+    np.testing.assert_allclose(model.probabilities(balanced, "uniform"),
+                               uniform / uniform.sum(axis=1, keepdims=True), atol=1e-5)
     model.save(tmp_path / "m.keras")
     loaded = load_classifier(tmp_path / "m.keras")
     assert loaded.calibration.method == fit.method
     np.testing.assert_allclose(loaded.calibration.bias.numpy(), model.calibration.bias.numpy())
+    np.testing.assert_allclose(loaded.source_prior, model.source_prior)
+
+
+def test_em_finds_the_implied_prior_on_the_calibration_data(features):
+    from calibkeras.priors import prior_shift_test
+
+    x, y = features
+    model = features_model()
+    model.compile(keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    np.testing.assert_array_equal(model.source_prior, TRAINING_PRIOR)  # before calibrate
+    model.calibrate((x, y), method="temperature")
+    balanced = np.asarray(model.balanced_logits(x))
+    # Maximum-likelihood EM on the calibration data: no shift from the implied prior.
+    estimate = model.estimate_prior(balanced, dirichlet=1.0, tol=1e-12)
+    np.testing.assert_allclose(estimate.prior, model.source_prior, atol=1e-6)
+    test = prior_shift_test(model.probabilities(balanced, model.source_prior),
+                            model.source_prior)
+    assert test.statistic == pytest.approx(0.0, abs=1e-6)
 
 
 # ------------------------------------------------ backbones
