@@ -1,4 +1,7 @@
-"""Fine-tuning options of the recipe: cosine schedule and weight averaging."""
+"""Options of the recipe: the head on cached features, XLA, cosine schedule and weight
+averaging."""
+
+import re
 
 import keras
 import numpy as np
@@ -6,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from calibkeras.data import LabeledDataset
-from calibkeras.models import build_classifier, fine_tune, fit_calibrated, train_head
+from calibkeras.data.sampling import sample_balanced
+from calibkeras.models import build_classifier, fine_tune, fit_calibrated, train_head, training
 from calibkeras.models.inference import predict_balanced_logits
 
 
@@ -180,3 +184,166 @@ def test_predict_balanced_logits_refuses_data_with_other_classes(data):
         predict_balanced_logits(model, _labeled(dataset, counts, ("soup", "soda", "cake")))
     logits, labels = predict_balanced_logits(model, _labeled(dataset, counts, NAMES))
     assert logits.shape == (48, 3) and labels.shape == (48,)
+
+
+# ------------------------------------------------------- the head on cached features
+
+
+def _numpy_head_loss(model, images, labels, counts):
+    """The logit-adjusted loss of the head, written out in NumPy from the backbone's
+    feature map: mean pooling, Dense, + log(uniform prior), + log(training prior)."""
+    features = model.backbone.predict(images, verbose=0).mean(axis=(1, 2))
+    kernel, bias = model.head.get_weights()
+    logits = features @ kernel + bias + np.log(1 / 3) + np.log(counts / counts.sum())
+    top = logits.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    return features, float(np.mean(log_norm - logits[np.arange(len(labels)), labels]))
+
+
+def _images_and_labels(dataset):
+    pairs = list(dataset.unbatch().as_numpy_iterator())
+    return np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])
+
+
+def test_cached_head_gives_the_uncached_loss_and_the_numpy_loss(data):
+    dataset, counts = data
+    model = classifier(counts, dropout=0.0)
+    images, labels = _images_and_labels(dataset)
+    features, expected = _numpy_head_loss(model, images, labels, counts)
+    cached, cached_labels, batch_size = training.head_features(model, dataset)
+    np.testing.assert_allclose(cached, features, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(cached_labels, labels)
+    assert batch_size == 16
+    # Learning rate 0: the weights stay, so the epoch's loss is the loss at epoch 0
+    # (one view of 48 images: the 3 batches of the epoch are one pass over the cache).
+    losses = {
+        views: train_head(model, dataset, counts, 1, learning_rate=0.0, verbose=0,
+                          feature_views=views).history["loss"][0]
+        for views in (1, None)
+    }
+    assert losses[1] == pytest.approx(expected, rel=1e-5)
+    assert losses[None] == pytest.approx(expected, rel=1e-5)
+
+
+def test_cached_head_trains_the_models_own_head_and_leaves_the_backbone(data):
+    dataset, counts = data
+    model = classifier(counts)  # conv, batch norm, ReLU: moving statistics must stay
+    kernel, backbone = model.head.kernel.numpy(), model.backbone.get_weights()
+    history = train_head(model, dataset, counts, 2, validation_data=dataset,
+                         learning_rate=1e-2, verbose=0)  # the default: 2 cached views
+    assert history.model.head is model.head
+    assert history.model.head_dropout is model.head_dropout
+    assert not np.allclose(model.head.kernel.numpy(), kernel)
+    for before, after in zip(backbone, model.backbone.get_weights(), strict=True):
+        np.testing.assert_array_equal(after, before)
+    assert int(model.optimizer.iterations) == 2 * 3  # an epoch: one pass's 3 batches
+    assert set(history.history) == {"loss", "balanced_accuracy", "val_loss",
+                                    "val_balanced_accuracy"}
+
+
+def test_each_cached_view_is_a_pass_with_its_own_augmentation(data):
+    dataset, counts = data
+    model = classifier(counts)
+    noisy = dataset.map(lambda x, y: (x + tf.random.uniform(tf.shape(x), 0.0, 60.0), y))
+    features, labels, _ = training.head_features(model, noisy, views=2)
+    assert features.shape == (96, 8) and labels.shape == (96,)
+    np.testing.assert_array_equal(labels[:48], labels[48:])
+    assert not np.allclose(features[:48], features[48:])
+    plain, _, _ = training.head_features(model, dataset, views=2)
+    np.testing.assert_array_equal(plain[:48], plain[48:])
+
+
+def _balanced(dataset):
+    images, labels = _images_and_labels(dataset)
+    return sample_balanced([
+        tf.data.Dataset.from_tensor_slices((images[labels == k], labels[labels == k]))
+        for k in range(3)
+    ], seed=0).batch(16)
+
+
+def test_cached_head_takes_steps_per_epoch_batches_of_balanced_infinite_data(data):
+    dataset, counts = data
+    balanced, uniform = _balanced(dataset), np.full(3, 16)
+    model = classifier(counts)
+    features, labels, _ = training.head_features(model, balanced, views=2, steps=2)
+    assert features.shape == (2 * 2 * 16, 8)
+    history = train_head(model, balanced, uniform, 3, steps_per_epoch=2, verbose=0,
+                         feature_views=2)
+    assert len(history.history["loss"]) == 3
+    assert int(model.optimizer.iterations) == 3 * 2
+    with pytest.raises(ValueError, match=r"the training dataset is infinite .* pass "
+                                         r"`steps_per_epoch`"):
+        train_head(model, balanced, uniform, 1, verbose=0)
+
+
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.models = [self.model]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs = dict(logs)
+        self.model.stop_training = True
+
+
+def test_callbacks_see_the_classifier_and_can_stop_the_cached_head(data):
+    dataset, counts = data
+    model = classifier(counts)
+    stop, kernels = StopAfterFirstEpoch(), RecordKernel()
+    history = train_head(model, dataset, counts, 5, validation_data=dataset, verbose=0,
+                         callbacks=[stop, kernels])
+    assert stop.models == [model]
+    assert len(history.history["loss"]) == 1
+    assert {"loss", "val_loss"} <= set(stop.logs)
+    assert len(kernels.kernels) == 1 + 3  # get_layer("logits") of the classifier
+    np.testing.assert_array_equal(kernels.kernels[-1], model.head.kernel.numpy())
+
+
+def test_jit_compile_reaches_model_compile(data):
+    dataset, counts = data
+    model = classifier(counts)
+    history = train_head(model, dataset, counts, 1, verbose=0, jit_compile=True)
+    assert history.model.jit_compile is True and model.jit_compile is True
+    fine_tune(model, dataset, counts, 1, verbose=0, jit_compile=False)
+    assert model.jit_compile is False
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "2"])
+def test_bad_feature_views_are_refused_before_training(data, value):
+    dataset, counts = data
+    model = classifier(counts)
+    kernel = model.head.kernel.numpy()
+    message = (r"must be a positive integer \(the augmented passes over the training "
+               r"data whose backbone features are cached\), such as 2, or None \(no "
+               r"cache: the backbone runs on every image in every epoch\); got "
+               + re.escape(repr(value)))
+    with pytest.raises(ValueError, match="`head_feature_views` " + message):
+        fit_calibrated(model, dataset, dataset, counts, head_epochs=1, verbose=0,
+                       head_feature_views=value)
+    with pytest.raises(ValueError, match="`feature_views` " + message):
+        train_head(model, dataset, counts, 1, verbose=0, feature_views=value)
+    np.testing.assert_array_equal(model.head.kernel.numpy(), kernel)
+
+
+def test_bad_jit_compile_is_refused(data):
+    dataset, counts = data
+    model = classifier(counts)
+    with pytest.raises(ValueError, match=r"`jit_compile` must be 'auto' \(Keras' choice: "
+                                         r"XLA on a GPU, not on a CPU\), True or False; "
+                                         r"got 'yes'"):
+        fit_calibrated(model, dataset, dataset, counts, verbose=0, jit_compile="yes")
+
+
+@pytest.mark.filterwarnings("ignore:fit_temperature")
+def test_fit_calibrated_runs_end_to_end_with_the_cached_head(data):
+    dataset, counts = data
+    model = classifier(counts, class_names=NAMES)
+    kernel = model.head.kernel.numpy()
+    labeled = _labeled(dataset, counts, NAMES)
+    history = fit_calibrated(model, labeled, labeled, counts, head_epochs=2,
+                             fine_tune_epochs=1, head_learning_rate=1e-2, verbose=0)
+    assert len(history["head"].history["loss"]) == 2
+    assert len(history["fine_tune"].history["loss"]) == 1
+    assert model.calibration.method == history["calibration"].method != "none"
+    assert not np.allclose(model.head.kernel.numpy(), kernel)
+    logits, labels = predict_balanced_logits(model, labeled)
+    assert logits.shape == (48, 3) and np.isfinite(logits).all()
