@@ -130,11 +130,25 @@ def test_every_efficientnet_is_known():
     assert len(BACKBONES) == 18
 
 
-@pytest.mark.parametrize("name", ["efficientnet_b1", "efficientnet_v2_b2"])
-def test_native_image_size_is_the_keras_applications_default(name):
-    # keras.applications builds include_top models at their ImageNet size.
-    reference = BACKBONES[name](include_top=True, weights=None).input_shape[1:3]
-    assert native_image_size(name) == reference
+def test_native_image_size_is_the_keras_applications_default(monkeypatch):
+    # Each keras.applications constructor passes its ImageNet size to the family's
+    # builder as `default_size`: record it there instead of building the network.
+    from keras.src.applications import efficientnet, efficientnet_v2
+
+    class Recorded(Exception):
+        pass
+
+    def record(*args, **kwargs):  # B0-B7 pass it by position, V2 by keyword
+        raise Recorded(kwargs["default_size"] if "default_size" in kwargs else args[2])
+
+    monkeypatch.setattr(efficientnet, "EfficientNet", record)
+    monkeypatch.setattr(efficientnet_v2, "EfficientNetV2", record)
+    names = [name for name in BACKBONES if not name.startswith("efficientnet_lite")]
+    assert len(names) == 15
+    for name in names:
+        with pytest.raises(Recorded) as size:
+            BACKBONES[name](include_top=False, weights=None)
+        assert native_image_size(name) == (size.value.args[0],) * 2, name
 
 
 def test_the_default_image_size_is_the_backbones():
