@@ -54,7 +54,9 @@ Methods (everything fitted is fitted once, on the validation half):
   each draw runs ``EMQ.EM(train_prevalence, calibrated sample)``. Skipped with the error
   printed when QuaPy cannot be imported or fitted.
 * references, not contenders: ``unadapted`` (``ck auto`` posteriors under pi_val) and
-  ``oracle`` (``ck auto`` posteriors re-weighted from ``s`` to the true pi).
+  ``oracle`` (``ck auto`` posteriors re-weighted from ``s`` to the true pi) and
+  ``oracle, label source`` (re-weighted from pi_val instead: what the source prior
+  does when the target prior is known).
 
 Each draw is scored by the prior's L1 error ``sum_k |estimate_k - pi_k|`` and its
 Jensen-Shannon distance to pi (``scipy.spatial.distance.jensenshannon``, natural log: the
@@ -111,7 +113,6 @@ from calibkeras.calibration import estimate_prior, fit_calibration  # noqa: E402
 CK_METHODS = ("temperature", "bias_corrected", "vector", "auto", "auto l2=0")
 DEFAULT = "ck auto"
 PEERS = ("abstention EM+BCTS", "QuaPy EMQ bcts")
-REFERENCES = ("unadapted", "oracle")
 
 
 def reweight(probs, source, target):
@@ -279,6 +280,8 @@ def run_record(path, args):
                 results = {name: _timed(estimate, rows)
                            for name, (_, estimate) in methods.items()}
                 results["oracle"] = ((oracle, reweight(auto[rows], source, oracle)), 0.0, [])
+                results["oracle, label source"] = (
+                    (oracle, reweight(auto[rows], val_prior, oracle)), 0.0, [])
                 for name, ((estimate, adapted), seconds, caught) in results.items():
                     rows_out.append({
                         "record": model, "n": size, "alpha": shift, "draw": draw,

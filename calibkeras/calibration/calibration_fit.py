@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import scipy.linalg
+import scipy.special
 from keras import ops
 
 from calibkeras.calibration.temperature import (
@@ -748,10 +749,9 @@ def _held_out_nlls(data, fits):
                      for scale, bias in fits])
 
 
-def _weighted_nll(data, scale, bias):
-    """Weighted mean NLL of ``softmax(scale * logits + bias + offset)`` on ``data``, by
-    :func:`calibkeras.metrics.functional.negative_log_likelihood`."""
-    logits = data.logits * scale + bias + data.offset
+def _weighted_nll(data, logits):
+    """Weighted mean NLL of ``softmax(logits)`` (``scale * data.logits + bias + offset``)
+    on ``data``, by :func:`calibkeras.metrics.functional.negative_log_likelihood`."""
     per_sample = functional.negative_log_likelihood(data.labels, logits, from_logits=True)
     return float(data.weights @ np.asarray(ops.convert_to_numpy(per_sample), dtype=np.float64))
 
@@ -1006,19 +1006,16 @@ def fit_calibration(logits, labels, *, method="auto", prior=None, sample_weight=
 
         _warn(result.problems, method)
         calibrated = data.logits * result.scale + (result.bias + data.offset)
-        calibrated -= calibrated.max(axis=1, keepdims=True)
-        np.exp(calibrated, out=calibrated)
-        calibrated /= calibrated.sum(axis=1, keepdims=True)
     return CalibrationFit(
         method=method,
         scale=result.scale,
         bias=result.bias,
         temperature=float(1.0 / result.scale.mean()),  # every scale is > 0
-        nll=_weighted_nll(data, result.scale, result.bias),
+        nll=_weighted_nll(data, calibrated),
         cv_nll=cv_nll,
         cv_se=cv_se,
         cv_folds=folds_used,
         l2=l2,
         cv_table=cv_table,
-        posterior_mean=data.weights @ calibrated,
+        posterior_mean=data.weights @ scipy.special.softmax(calibrated, axis=1),
     )

@@ -4,7 +4,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from calibkeras.utils.checks import _show, check_positive_float, check_positive_int
+from calibkeras.utils.checks import (
+    _show,
+    check_positive_float,
+    check_positive_int,
+    check_prior,
+)
 
 
 @keras.saving.register_keras_serializable(package="calibkeras")
@@ -31,7 +36,7 @@ class LogitCalibration(keras.layers.Layer):
             ``"temperature"``, ``"bias_corrected"``, ``"vector"``); kept in the config.
         initial_scale: optional ``K`` positive starting scales (default all 1).
         initial_bias: optional ``K`` starting biases (default all 0; centred to sum 0).
-        source_prior: optional ``K`` positive numbers (normalised to sum 1), or None
+        source_prior: optional ``K`` positive probabilities summing to 1, or None
             (default: unknown; the model's training prior stands in for it).
         **kwargs: base layer arguments (``name``; ``dtype`` defaults to ``"float32"``
             whatever the global dtype policy).
@@ -85,8 +90,8 @@ class LogitCalibration(keras.layers.Layer):
 
     def set_calibration(self, scale, bias, method, *, source_prior=None):
         """Sets the per-class ``scale`` and ``bias`` (``K`` finite numbers each; scale > 0)
-        and the ``source_prior`` they were fitted for (``K`` positive numbers, or None:
-        unknown)."""
+        and the ``source_prior`` they were fitted for (``K`` positive probabilities, or
+        None: unknown)."""
         scale, bias = self._checked(scale, bias)
         source_prior = self._checked_source_prior(source_prior)
         self.scale.assign(scale.astype(self.scale.dtype))
@@ -98,14 +103,7 @@ class LogitCalibration(keras.layers.Layer):
         """``source_prior`` as a list of ``K`` floats summing to 1, or None."""
         if source_prior is None:
             return None
-        array = np.asarray(source_prior, dtype=np.float64)
-        if (array.shape != (self.num_classes,) or not np.all(np.isfinite(array))
-                or np.any(array <= 0)):
-            raise ValueError(
-                f"`source_prior` must be {self.num_classes} positive finite numbers (the "
-                f"mean calibrated posterior of the calibration data) or None, got "
-                f"{_show(array.tolist())}"
-            )
+        array = check_prior(source_prior, self.num_classes, name="source_prior")
         return (array / array.sum()).tolist()
 
     def _checked(self, scale, bias, prefix=""):

@@ -26,10 +26,6 @@ SCHEDULES = ("constant", "cosine")
 #: (``train_head(feature_views=...)``, ``fit_calibrated(head_feature_views=...)``).
 HEAD_FEATURE_VIEWS = 2
 
-#: What ``jit_compile`` may be: Keras' ``"auto"`` (XLA on a GPU or TPU, not on a CPU,
-#: not under a tf.distribute strategy), True or False.
-JIT_COMPILE_CHOICES = ("auto", True, False)
-
 
 def make_loss(loss, class_counts):
     """The Keras loss for a recipe loss name; all take the model's logits.
@@ -116,7 +112,7 @@ def train_head(
     faster; the more epochs, the larger the gain); the demo with it scored as well as
     the demos before it (one run, BENCHMARKS.md).
     ``feature_views=None`` runs ``model.fit`` over the images in every epoch
-    instead, drawing a new augmentation each epoch (calibkeras before 0.3).
+    instead, drawing a new augmentation each epoch (as calibkeras 0.1 did).
 
     Memory: the cache holds ``feature_views x N x F`` float32 numbers (``F`` = 1280
     for EfficientNet-Lite0 and -B0: 10 MB for 1,000 images and 2 views, 1 GB for
