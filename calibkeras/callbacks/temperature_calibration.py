@@ -45,7 +45,11 @@ class TemperatureCalibration(keras.callbacks.Callback):
 
     Calls :func:`calibrate_temperature`: the exact NLL-optimal ``T`` for the balanced
     logits under the validation prior is written into the model's calibration (scale
-    ``1 / T``, no bias), and ``T`` is kept in :attr:`temperature`. Put it last in the callbacks list
+    ``1 / T``, and the bias ``log(prior) - log(s)`` relative to the prior ``s`` that the
+    calibrated model implies for the validation data, as
+    :meth:`calibkeras.models.CalibratedClassifier.calibrate` writes it; the argmax
+    under a fixed prior can therefore change where ``s`` differs from the validation
+    prior), and ``T`` is kept in :attr:`temperature`. Put it last in the callbacks list
     if another callback (EarlyStopping with ``restore_best_weights``) changes the
     weights at the end of training.
 

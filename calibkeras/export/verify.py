@@ -141,8 +141,11 @@ def _check_estimate(checker, outputs, prior, probabilities):
 
 def _check_sets(checker, served, balanced_probs, metadata):
     """The served sets against the exported thresholds applied to the balanced
-    posteriors; an entry whose score is within ``atol`` of its threshold may go
-    either way (float32 in the graph)."""
+    posteriors. An entry may go either way (float32 in the graph) when its score is
+    within ``atol`` of its threshold, or, for the ranked scores (APS, RAPS), when
+    another class's probability is within ``atol`` of its own: the two may then rank
+    in either order, and the mass ranked above the class differs by a whole
+    probability (ties of classes whose fitted scale is 0 are exact)."""
     settings = metadata["prediction_set"]
     scores = np.asarray(conformity_scores(
         balanced_probs, score=settings["score"], u=0.0, penalty=settings["penalty"],
@@ -155,6 +158,15 @@ def _check_sets(checker, served, balanced_probs, metadata):
         return
     with np.errstate(invalid="ignore"):  # inf - inf
         clear = ~(np.abs(scores - thresholds) <= checker.atol)
+    if settings["score"] != "lac":
+        probs = np.asarray(balanced_probs, dtype=np.float64)
+        order = np.argsort(probs, axis=1)
+        close = np.diff(np.take_along_axis(probs, order, axis=1), axis=1) <= checker.atol
+        tied = np.zeros(probs.shape, dtype=bool)  # in sorted order: a neighbour is close
+        tied[:, 1:] |= close
+        tied[:, :-1] |= close
+        np.put_along_axis(tied, order, tied.copy(), axis=1)
+        clear &= ~tied
     wrong = np.argwhere(clear & (in_set != (scores <= thresholds)))
     if wrong.size:
         checker.failures.append(f"in_set: entries {wrong[:5].tolist()} differ from the "

@@ -74,14 +74,33 @@ def test_temperature_calibration_fits_exact_optimum_under_training_prior(data):
     assert model.temperature == pytest.approx(expected, rel=1e-5)
 
 
-def test_recipe_keeps_argmax(data):
+def test_recipe_writes_the_temperature_and_the_implied_source_prior(data):
+    from scipy.optimize import minimize_scalar
+
     x, y, x_val, y_val = data
     model = make_model(np.bincount(y, minlength=3))
     model.fit(x, y, epochs=2, verbose=0)
-    before = model.predict(x_val, verbose=0).argmax(1)
+    balanced = model.balanced_logits_model().predict(x_val, verbose=0).astype(np.float64)
     temperature = calibrate_temperature(model, (x_val, y_val), prior="validation")
-    assert temperature != pytest.approx(1.0)
-    np.testing.assert_array_equal(model.predict(x_val, verbose=0).argmax(1), before)
+    # Independently: the NLL-optimal T under the validation label frequencies (scipy),
+    # the prior s that the calibrated model implies for the validation data (the mean
+    # posterior), and the model's (uniform-prior) output re-weighted from s.
+    log_prior = np.log(np.bincount(y_val, minlength=3) / len(y_val))
+
+    def nll(log_t):
+        logits = balanced / np.exp(log_t) + log_prior
+        logits -= logits.max(axis=1, keepdims=True)
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return -log_probs[np.arange(len(y_val)), y_val].mean()
+
+    expected_t = np.exp(minimize_scalar(nll, bounds=(-5, 5), method="bounded",
+                                        options={"xatol": 1e-10}).x)
+    assert temperature == pytest.approx(expected_t, rel=1e-4)
+    implied = softmax(balanced / expected_t + log_prior, axis=1).mean(axis=0)
+    np.testing.assert_allclose(model.source_prior, implied, rtol=1e-4)
+    expected = softmax(balanced / expected_t + log_prior - np.log(implied), axis=1)
+    probs = softmax(model.predict(x_val, verbose=0).astype(np.float64), axis=1)
+    np.testing.assert_allclose(probs, expected, atol=1e-4)
 
 
 NOT_A_CALIBRATED_CLASSIFIER = (

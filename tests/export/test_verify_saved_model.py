@@ -69,3 +69,31 @@ def test_a_model_that_is_no_calibrated_classifier_is_refused_naming_the_fix(expo
                                          r"\(from build_classifier or load_classifier\), got "
                                          r"Functional 'plain'; .*load_classifier\(path\)"):
         verify_saved_model(exported, plain, num_samples=2)
+
+
+@pytest.mark.parametrize("score", ["aps", "raps"])
+def test_tied_probabilities_may_rank_either_way_in_the_served_sets(score):
+    from calibkeras.export.saved_model import SET_SEPARATOR
+    from calibkeras.export.verify import _check_sets, _Checker
+
+    # Classes 1 and 2 tie exactly (as classes whose fitted scale is 0 do): NumPy ranks
+    # class 1 first (scores 0, 0.4, 0.7), float32 in the graph may rank class 2 first.
+    probs = np.array([[0.4, 0.3, 0.3], [0.6, 0.3, 0.1]])
+    metadata = {"prediction_set": {"score": score, "penalty": 0.0, "k_reg": 1},
+                "prediction_set_thresholds": np.full(3, 0.5), "class_names": ["a", "b", "c"]}
+
+    def failures(in_set):
+        in_set = np.array(in_set)
+        names = [SET_SEPARATOR.join(n for n, k in zip("abc", row) if k) for row in in_set]
+        served = {"in_set": in_set, "set_size": in_set.sum(axis=1),
+                  "set_names": np.array(names, dtype=object)}
+        checker = _Checker(1e-5)
+        _check_sets(checker, served, probs, metadata)
+        return checker.failures
+
+    assert failures([[True, True, False], [True, False, False]]) == []
+    assert failures([[True, False, True], [True, False, False]]) == []  # the tie flipped
+    # A class that is no tie is still checked: row 1, class 1 (score 0.6 > 0.5).
+    assert failures([[True, True, False], [True, True, False]]) == [
+        "in_set: entries [[1, 1]] differ from the thresholds applied to the balanced "
+        "posteriors"]
