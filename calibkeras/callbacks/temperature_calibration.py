@@ -11,9 +11,11 @@ def calibrate_temperature(model, validation_data, prior=None, batch_size=32):
 
     :meth:`calibkeras.models.CalibratedClassifier.calibrate` with
     ``method="temperature"``: ``T`` is set to the exact minimiser of the NLL of
-    ``softmax(f(x) / T + log(prior))`` (:func:`calibkeras.calibration.fit_temperature`) on the balanced logits ``f(x)`` of
-    ``validation_data``, so the temperature is fitted under the prior of the
-    validation data.
+    ``softmax(f(x) / T + log(prior))`` (:func:`calibkeras.calibration.fit_temperature`)
+    on the balanced logits ``f(x)`` of ``validation_data``, so the temperature is
+    fitted under the prior of the validation data; the bias is written relative to
+    the prior the calibrated model implies for those data, as in
+    :class:`TemperatureCalibration`.
 
     Args:
         model: a :class:`calibkeras.models.CalibratedClassifier`.

@@ -84,7 +84,8 @@ def test_tied_probabilities_may_rank_either_way_in_the_served_sets(score):
 
     def failures(in_set):
         in_set = np.array(in_set)
-        names = [SET_SEPARATOR.join(n for n, k in zip("abc", row) if k) for row in in_set]
+        names = [SET_SEPARATOR.join(n for n, k in zip("abc", row, strict=True) if k)
+                 for row in in_set]
         served = {"in_set": in_set, "set_size": in_set.sum(axis=1),
                   "set_names": np.array(names, dtype=object)}
         checker = _Checker(1e-5)
