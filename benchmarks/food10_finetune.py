@@ -33,7 +33,6 @@ import tensorflow as tf
 from scipy.special import softmax
 
 from calibkeras.calibration import calibration_errors, calibration_test, fit_temperature
-from calibkeras.data import build_augmentation
 from calibkeras.datasets import load_food10
 from calibkeras.models import build_classifier, fit_calibrated
 from calibkeras.models.backbones import native_image_size
@@ -54,7 +53,7 @@ def main():
     parser.add_argument("--fine-tune-fraction", type=float, default=1.0)
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4)
     parser.add_argument("--zoom", type=float, default=0.0,
-                        help="build_augmentation(zoom=...) for training (default 0: none)")
+                        help="the training loader's zoom (LoaderOptions.zoom; default 0: none)")
     parser.add_argument("--schedule", choices=SCHEDULES, default="constant",
                         help="fine-tuning learning-rate schedule")
     parser.add_argument("--ema-momentum", type=float, default=None,
@@ -71,15 +70,9 @@ def main():
             else native_image_size(args.backbone))
     patience = (None if args.early_stopping_patience == "none"
                 else int(args.early_stopping_patience))
-    train = load_food10("train", shuffle=True, augment=not args.zoom, seed=args.seed,
+    train = load_food10("train", shuffle=True, augment=True, zoom=args.zoom, seed=args.seed,
                         cache=True, image_size=size)
     train_data = train.dataset
-    if args.zoom:  # the loader's augmentation plus the zoom, after batching as there
-        augmentation = build_augmentation(seed=args.seed, zoom=args.zoom)
-        train_data = train_data.map(
-            lambda images, labels: (augmentation(images, training=True), labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        ).prefetch(tf.data.AUTOTUNE)
     val = load_food10("val", cache=True, image_size=size)
     test = load_food10("test", cache=True, image_size=size)
     model = build_classifier(10, backbone=args.backbone, image_size=size,

@@ -17,6 +17,9 @@ CALIBRATIONS = ("auto", *CALIBRATION_METHODS)
 #: The training losses the recipe knows (``calibkeras.models.training.LOSSES``).
 LOSSES = ("logit_adjusted", "crossentropy", "focal")
 
+#: The fine-tuning learning-rate schedules (``calibkeras.models.fine_tune``).
+SCHEDULES = ("constant", "cosine")
+
 #: Batch sampling of the data loaders: the data's own class frequencies, or balanced.
 SAMPLING_MODES = ("natural", "balanced")
 
@@ -38,5 +41,6 @@ __all__ = [
     "CONFORMITY_SCORES",
     "LOSSES",
     "SAMPLING_MODES",
+    "SCHEDULES",
     "STRATEGIES",
 ]

@@ -21,7 +21,15 @@ import warnings
 
 from calibkeras import workflow
 from calibkeras.choices import CONFORMAL_MODES, CONFORMITY_SCORES
-from calibkeras.workflow import CALIBRATIONS, DEMO_SETTINGS, LOSSES, SAMPLINGS, STRATEGIES
+from calibkeras.utils.checks import check_zoom
+from calibkeras.workflow import (
+    CALIBRATIONS,
+    DEMO_SETTINGS,
+    LOSSES,
+    SAMPLINGS,
+    SCHEDULES,
+    STRATEGIES,
+)
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -96,6 +104,30 @@ def _open_fraction(text):
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
     return value
+
+
+#: What ``--early-stopping-patience none`` parses to: no early stopping (None would
+#: mean "flag not given", i.e. the default patience).
+NO_EARLY_STOPPING = "none"
+
+
+def _patience(text):
+    """An argparse type: an integer >= 0, or ``none``."""
+    if text.strip().lower() == NO_EARLY_STOPPING:
+        return NO_EARLY_STOPPING
+    try:
+        return _non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0 or 'none', got {text!r}") from None
+
+
+def _zoom(text):
+    """An argparse type: a number in [0, 1)."""
+    try:
+        return check_zoom(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
 
 
 def _fraction(text):
@@ -284,6 +316,22 @@ def _add_training_flags(parser):
     parser.add_argument("--fine-tune-fraction", type=_fraction, default=1.0, metavar="F",
                         help="share of backbone layers to fine-tune, from the top; BatchNorm "
                              "stays frozen (default 1.0)")
+    parser.add_argument("--fine-tune-schedule", choices=SCHEDULES, default="constant",
+                        help="fine-tuning learning rate: constant (default) or cosine, "
+                             "decaying to 0 over the fine-tuning epochs")
+    parser.add_argument("--fine-tune-ema-momentum", type=_open_fraction, default=None,
+                        metavar="M", help="fine-tune with a moving average of the weights at "
+                                          "this momentum, e.g. 0.99 (default: none)")
+    parser.add_argument("--early-stopping-patience", type=_patience, default=None,
+                        metavar="N|none",
+                        help="stop fine-tuning after N epochs without a better validation "
+                             "NLL, keeping the best epoch; none: run every epoch (default 2)")
+    parser.add_argument("--zoom", type=_zoom, default=None, metavar="Z",
+                        help="also zoom training images in by up to Z, in [0, 1) (0.4: 36-100%% "
+                             "of the area; default 0: none). The stronger recipe of "
+                             "BENCHMARKS.md: --fine-tune-epochs 12 --zoom 0.4 "
+                             "--fine-tune-schedule cosine --fine-tune-ema-momentum 0.99 "
+                             "--early-stopping-patience none")
     parser.add_argument("--learning-rate", type=float, default=1e-3, metavar="LR",
                         help="head learning rate; fine-tuning uses a tenth (default 1e-3)")
     parser.add_argument("--calibration", choices=CALIBRATIONS, default="auto",
@@ -348,6 +396,8 @@ def _train_config(args):
               if name in fields and value is not None}
     if args.class_names is not None:
         values["class_names"] = _class_names(args.class_names)
+    if values.get("early_stopping_patience") == NO_EARLY_STOPPING:
+        values["early_stopping_patience"] = None
     try:
         return workflow.TrainConfig(**values, verbose=not args.quiet)
     except ValueError as error:

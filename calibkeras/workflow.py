@@ -27,6 +27,7 @@ from calibkeras.choices import (
     CONFORMAL_MODES,
     CONFORMITY_SCORES,
     LOSSES,
+    SCHEDULES,  # noqa: F401 (the command's --fine-tune-schedule choices)
     STRATEGIES,
 )
 from calibkeras.choices import SAMPLING_MODES as SAMPLINGS
@@ -34,11 +35,13 @@ from calibkeras.utils.checks import (
     MISCOVERAGE,
     check_choice,
     check_class_names,
+    check_fine_tune_options,
     check_fraction,
     check_nonnegative_int,
     check_open_fraction,
     check_positive_float,
     check_positive_int,
+    check_zoom,
     listing,
 )
 
@@ -116,6 +119,18 @@ class TrainConfig:
         fine_tune_epochs: at most this many epochs of fine-tuning (default 6), stopped
             early when the validation NLL stops improving.
         fine_tune_fraction: share of backbone layers to fine-tune, from the top.
+        fine_tune_schedule: the fine-tuning learning rate, ``"constant"`` (default) or
+            ``"cosine"`` (decaying to 0 over ``fine_tune_epochs``).
+        fine_tune_ema_momentum: fine-tune with Keras' moving average of the weights at
+            this momentum (e.g. 0.99); default None: no averaging.
+        early_stopping_patience: stop fine-tuning after this many epochs without a
+            better validation NLL and restore the best epoch (default 2); None: run
+            every epoch.
+        zoom: with the training augmentation, also zoom each image in by up to this
+            factor (e.g. 0.4: 36% to 100% of the area; ``LoaderOptions.zoom``); default
+            0.0: none. ``zoom=0.4, fine_tune_schedule="cosine",
+            fine_tune_ema_momentum=0.99, early_stopping_patience=None`` with 12
+            fine-tuning epochs is the stronger recipe of BENCHMARKS.md.
         learning_rate: head learning rate; fine-tuning uses a tenth (default 1e-3).
         calibration: ``"auto"`` (default: temperature, bias-corrected or vector scaling,
             chosen by cross-validated NLL on the validation data) or one of them.
@@ -156,6 +171,10 @@ class TrainConfig:
     epochs: int = 5
     fine_tune_epochs: int = 6
     fine_tune_fraction: float = 1.0
+    fine_tune_schedule: str = "constant"
+    fine_tune_ema_momentum: float | None = None
+    early_stopping_patience: int | None = 2
+    zoom: float = 0.0
     learning_rate: float = 1e-3
     calibration: str = "auto"
     alpha: float | None = None
@@ -182,6 +201,10 @@ class TrainConfig:
         check_nonnegative_int(self.fine_tune_epochs, "fine_tune_epochs")
         check_fraction(self.val_fraction, "val_fraction")
         check_fraction(self.fine_tune_fraction, "fine_tune_fraction")
+        check_fine_tune_options(self.fine_tune_schedule, self.fine_tune_ema_momentum,
+                                prefix="fine_tune_",
+                                early_stopping_patience=self.early_stopping_patience)
+        object.__setattr__(self, "zoom", check_zoom(self.zoom))
         check_positive_float(self.learning_rate, "learning_rate")
         check_choice(self.loss, "loss", LOSSES)
         check_choice(self.calibration, "calibration", CALIBRATIONS)
@@ -406,7 +429,7 @@ def _training_data(config, image_size):
         "image_size": image_size,
         "batch_size": config.batch_size,
     }
-    training = {"shuffle": True, "augment": True, "seed": config.seed,
+    training = {"shuffle": True, "augment": True, "zoom": config.zoom, "seed": config.seed,
                 "sampling": config.sampling, "cache": True}
     train_source = _source(config.train_csv, config.train_dir, "train")
     if config.val_csv or config.val_dir:
@@ -642,6 +665,9 @@ def _train_and_write(config, strategy, output, evaluation):
             fine_tune_learning_rate=config.learning_rate / 10,
             fine_tune_fraction=config.fine_tune_fraction, steps_per_epoch=steps,
             verbose=2 if say else 0, calibration=config.calibration,
+            early_stopping_patience=config.early_stopping_patience,
+            fine_tune_schedule=config.fine_tune_schedule,
+            fine_tune_ema_momentum=config.fine_tune_ema_momentum,
         )
     training_seconds = time.perf_counter() - started
     selection = calibration_selection(history["calibration"], config.calibration)
@@ -659,6 +685,9 @@ def _train_and_write(config, strategy, output, evaluation):
         "sampling": config.sampling,
         "epochs": config.epochs,
         "fine_tune_epochs": config.fine_tune_epochs,
+        **{name: getattr(config, name) for name in (
+            "fine_tune_fraction", "fine_tune_schedule", "fine_tune_ema_momentum",
+            "early_stopping_patience", "zoom", "learning_rate")},
         "seed": config.seed,
         **{name: os.path.abspath(getattr(config, name)) if getattr(config, name) else None
            for name in ("train_csv", "train_dir", "val_csv", "val_dir")},

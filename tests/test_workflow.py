@@ -31,11 +31,32 @@ def test_train_config_defaults_are_the_commands():
         ("loss", "hinge", r"`loss` must be one of"),
         ("image_size", 0, r"`image_size` must be a positive integer"),
         ("learning_rate", 0, r"`learning_rate` must be a positive finite number, got 0"),
+        ("zoom", 1.0, r"`zoom` must be a number in \[0, 1\), such as 0.4 \(0: no zoom\); got 1.0"),
+        ("fine_tune_schedule", "linear",
+         r"`fine_tune_schedule` must be one of 'constant', 'cosine'; got 'linear'"),
+        ("fine_tune_ema_momentum", 1.0,
+         r"`fine_tune_ema_momentum` must be None or a number in \(0, 1\), such as 0.99"),
+        ("early_stopping_patience", -1,
+         r"`early_stopping_patience` must be an integer >= 0 or None \(no early stopping\), "
+         r"got -1"),
     ],
 )
 def test_train_config_refuses_bad_values_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         workflow.TrainConfig(train_csv="t.csv", output="run", **{field: value})
+
+
+def test_the_recipe_flags_give_the_config_fields():
+    args = cli.build_parser().parse_args([
+        "train", "--train-csv", "t.csv", "--output", "run", "--zoom", "0.4",
+        "--fine-tune-schedule", "cosine", "--fine-tune-ema-momentum", "0.99",
+        "--early-stopping-patience", "none"])
+    config = cli._train_config(args)
+    assert (config.zoom, config.fine_tune_schedule, config.fine_tune_ema_momentum,
+            config.early_stopping_patience) == (0.4, "cosine", 0.99, None)
+    args = cli.build_parser().parse_args([
+        "train", "--train-csv", "t.csv", "--output", "run", "--early-stopping-patience", "0"])
+    assert cli._train_config(args).early_stopping_patience == 0
 
 
 @pytest.mark.parametrize(
@@ -222,7 +243,8 @@ def test_command_choices_come_from_the_workflow():
     assert choices == {"loss": workflow.LOSSES, "sampling": workflow.SAMPLINGS,
                        "strategy": workflow.STRATEGIES, "calibration": workflow.CALIBRATIONS,
                        "conformal": workflow.CONFORMAL_MODES,
-                       "set_score": workflow.CONFORMITY_SCORES}
+                       "set_score": workflow.CONFORMITY_SCORES,
+                       "fine_tune_schedule": workflow.SCHEDULES}
 
 
 def test_library_argument_names_become_flags_in_messages():
@@ -330,3 +352,42 @@ def test_demo_table_has_both_views():
     assert "balanced food10 test set (750 images):" in text
     assert "reversed training prior (300 images):" in text
     assert text.count("prior L1") == 3 and "   0.250" in text
+
+
+@pytest.mark.filterwarnings("ignore:the calibration")
+def test_the_recipe_options_reach_the_training_and_its_record(tmp_path, monkeypatch):
+    import calibkeras.data.pipeline
+    import calibkeras.models
+    from calibkeras.datasets import food10_csv, food10_dir
+
+    zooms, recipe = [], {}
+    build_augmentation = calibkeras.data.pipeline.build_augmentation
+    fit_calibrated = calibkeras.models.fit_calibrated
+
+    def augmentation_spy(**kwargs):
+        zooms.append(kwargs["zoom"])
+        return build_augmentation(**kwargs)
+
+    def fit_spy(*args, **kwargs):
+        recipe.update(kwargs)
+        return fit_calibrated(*args, **kwargs)
+
+    monkeypatch.setattr(calibkeras.data.pipeline, "build_augmentation", augmentation_spy)
+    monkeypatch.setattr(calibkeras.models, "fit_calibrated", fit_spy)
+    rows = pd.read_csv(food10_csv("val")).groupby("label", group_keys=False).head(2)
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    config = workflow.TrainConfig(
+        train_csv=str(tmp_path / "train.csv"), val_csv=str(tmp_path / "train.csv"),
+        image_root=food10_dir(), output=str(tmp_path / "run"), image_size=32, weights=None,
+        epochs=0, fine_tune_epochs=1, zoom=0.3, fine_tune_schedule="cosine",
+        fine_tune_ema_momentum=0.5, early_stopping_patience=None, verbose=False)
+    result = workflow.train(config)
+    assert zooms == [0.3]  # the training data only; validation is not augmented
+    assert (recipe["fine_tune_schedule"], recipe["fine_tune_ema_momentum"],
+            recipe["early_stopping_patience"]) == ("cosine", 0.5, None)
+    assert int(result.model.optimizer.iterations) == 1  # one step of 20 images
+    record = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    assert {name: record[name] for name in (
+        "zoom", "fine_tune_schedule", "fine_tune_ema_momentum", "early_stopping_patience")} == {
+        "zoom": 0.3, "fine_tune_schedule": "cosine", "fine_tune_ema_momentum": 0.5,
+        "early_stopping_patience": None}

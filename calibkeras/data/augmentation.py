@@ -1,8 +1,8 @@
 """Training-time augmentation built from Keras preprocessing layers."""
 
-import numbers
-
 import keras
+
+from calibkeras.utils.checks import check_zoom
 
 
 def build_augmentation(seed=None, name="augmentation", zoom=0.0):
@@ -51,15 +51,14 @@ def build_augmentation(seed=None, name="augmentation", zoom=0.0):
     (2, 32, 32, 3)
     """
 
-    if isinstance(zoom, bool) or not isinstance(zoom, numbers.Real) or not 0 <= zoom < 1:
-        raise ValueError(f"`zoom` must be a number in [0, 1), such as 0.4; got {zoom!r}")
+    zoom = check_zoom(zoom)
 
     def layer_seed(offset):
         return None if seed is None else int(seed) + offset
 
     zoom_layers = [
         keras.layers.RandomZoom(
-            (-float(zoom), 0.0), fill_mode="reflect", interpolation="bilinear",
+            (-zoom, 0.0), fill_mode="reflect", interpolation="bilinear",
             seed=layer_seed(3),
         )
     ] if zoom else []

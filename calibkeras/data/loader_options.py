@@ -7,7 +7,13 @@ import os
 from calibkeras.data.image_checks import check_on_bad_image
 from calibkeras.data.preprocessing import check_image_size
 from calibkeras.data.sampling import check_sampling
-from calibkeras.utils.checks import _show, check_bool, check_optional_int, check_positive_int
+from calibkeras.utils.checks import (
+    _show,
+    check_bool,
+    check_optional_int,
+    check_positive_int,
+    check_zoom,
+)
 
 
 def _path_text(value):
@@ -95,6 +101,11 @@ class LoaderOptions:
             whole-pixel shift with mirrored borders, contrast) to each training
             batch. Default False; keep it False for validation, calibration and
             test data.
+        zoom: number in [0, 1), with `augment=True` also zoom each training
+            image in by up to this factor (`build_augmentation(seed, zoom=zoom)`:
+            0.4 shows 36% to 100% of the area, resized back), a stronger
+            augmentation for fine-tuning on few images. Default 0.0 (none); a
+            positive zoom without `augment=True` raises.
         sampling: "natural" (default) or "balanced"; see above.
         cache: False (default), True (cache decoded, resized images in memory
             after the first epoch: `N * H * W * 3 * 4` bytes), or a str or
@@ -148,6 +159,7 @@ class LoaderOptions:
     shuffle: bool = False
     seed: int | None = None
     augment: bool = False
+    zoom: float = 0.0
     sampling: str = "natural"
     cache: bool | str = False
     drop_remainder: bool = False
@@ -164,6 +176,7 @@ class LoaderOptions:
             "shuffle": check_bool(self.shuffle, "shuffle"),
             "seed": check_optional_int(self.seed, "seed"),
             "augment": check_bool(self.augment, "augment"),
+            "zoom": check_zoom(self.zoom),
             "sampling": check_sampling(self.sampling),
             "cache": _check_cache(self.cache),
             "drop_remainder": check_bool(self.drop_remainder, "drop_remainder"),
@@ -179,6 +192,11 @@ class LoaderOptions:
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        if self.zoom and not self.augment:
+            raise ValueError(
+                f"`zoom` {self.zoom!r} needs `augment=True` (it is part of the training "
+                "augmentation); set augment=True or leave zoom at 0.0"
+            )
 
 
 OPTION_NAMES = tuple(field.name for field in dataclasses.fields(LoaderOptions))

@@ -29,8 +29,8 @@ def finish_batches(dataset, options):
 
     Args:
         dataset: `tf.data.Dataset` of `(image [H, W, 3] float32, label int32)`.
-        options: `LoaderOptions`; its batch_size, drop_remainder, augment (apply
-            `build_augmentation(seed)` to each batch), seed, shuffle and
+        options: `LoaderOptions`; its batch_size, drop_remainder, augment and zoom
+            (apply `build_augmentation(seed, zoom=zoom)` to each batch), seed, shuffle and
             sampling are used.
 
     Returns:
@@ -38,7 +38,7 @@ def finish_batches(dataset, options):
     """
     dataset = dataset.batch(options.batch_size, drop_remainder=options.drop_remainder)
     if options.augment:
-        augmentation = build_augmentation(seed=options.seed)
+        augmentation = build_augmentation(seed=options.seed, zoom=options.zoom)
         dataset = dataset.map(
             lambda images, labels: (augmentation(images, training=True), labels),
             num_parallel_calls=AUTOTUNE,

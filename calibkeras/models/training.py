@@ -17,10 +17,12 @@ from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
 from calibkeras.metrics import BalancedAccuracy
 from calibkeras.models.calibrated_classifier import check_calibrated_classifier
 from calibkeras.priors import prior_from_counts
-from calibkeras.utils.checks import check_choice, check_class_counts, check_fraction
-
-#: Learning-rate schedules for fine-tuning: constant, or cosine decay to 0 over the epochs.
-SCHEDULES = ("constant", "cosine")
+from calibkeras.utils.checks import (
+    check_choice,
+    check_class_counts,
+    check_fine_tune_options,
+    check_fraction,
+)
 
 #: Augmented views of the training data whose backbone features the head phase caches
 #: (``train_head(feature_views=...)``, ``fit_calibrated(head_feature_views=...)``).
@@ -381,7 +383,7 @@ def fine_tune(
             callbacks at the end of each epoch (early stopping too) see the averaged
             weights.
     """
-    _check_fine_tune_options(schedule, ema_momentum)
+    check_fine_tune_options(schedule, ema_momentum)
     if schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate, epochs * _steps_per_epoch(train_data, steps_per_epoch)
@@ -397,19 +399,6 @@ def fine_tune(
     unfreeze_top(model, fraction)
     return _fit(model, train_data, class_counts, epochs, validation_data, loss, optimizer,
                 callbacks, steps_per_epoch, verbose, jit_compile)
-
-
-def _check_fine_tune_options(schedule, ema_momentum, prefix=""):
-    check_choice(schedule, f"{prefix}schedule", SCHEDULES)
-    if ema_momentum is not None and (
-        isinstance(ema_momentum, bool)
-        or not isinstance(ema_momentum, numbers.Real)
-        or not 0 < ema_momentum < 1
-    ):
-        raise ValueError(
-            f"`{prefix}ema_momentum` must be None or a number in (0, 1), such as 0.99; "
-            f"got {ema_momentum!r}"
-        )
 
 
 def _steps_per_epoch(train_data, steps_per_epoch):
@@ -491,7 +480,8 @@ def fit_calibrated(
     """
     check_choice(loss, "loss", LOSSES)
     check_choice(calibration, "calibration", CALIBRATIONS)
-    _check_fine_tune_options(fine_tune_schedule, fine_tune_ema_momentum, prefix="fine_tune_")
+    check_fine_tune_options(fine_tune_schedule, fine_tune_ema_momentum, prefix="fine_tune_",
+                            early_stopping_patience=early_stopping_patience)
     head_feature_views = _check_feature_views(head_feature_views, "head_feature_views")
     _check_jit_compile(jit_compile)
     model = check_calibrated_classifier(model)

@@ -8,6 +8,7 @@ import numbers
 
 import numpy as np
 
+from calibkeras.choices import SCHEDULES
 from calibkeras.utils.blocks import row_blocks
 
 #: Rows of a probability matrix must sum to 1 within this absolute tolerance.
@@ -126,6 +127,35 @@ def check_choice(value, name, choices):
         options = ", ".join(repr(c) for c in choices)
         raise ValueError(f"`{name}` must be one of {options}; got {_show(value)}")
     return value
+
+
+def check_zoom(zoom, name="zoom"):
+    """Returns ``zoom`` as a float, or raises unless it is a number in [0, 1) (the
+    augmentation's zoom-in factor; 0 for none)."""
+    if isinstance(zoom, bool) or not isinstance(zoom, numbers.Real) or not 0 <= zoom < 1:
+        raise ValueError(
+            f"`{name}` must be a number in [0, 1), such as 0.4 (0: no zoom); got {_show(zoom)}"
+        )
+    return float(zoom)
+
+
+def check_fine_tune_options(schedule, ema_momentum, *, prefix="", early_stopping_patience=None):
+    """Checks the fine-tuning options: ``schedule`` one of :data:`SCHEDULES`,
+    ``ema_momentum`` None or in (0, 1), ``early_stopping_patience`` None or an integer
+    >= 0; ``prefix`` goes before the first two names in messages (``fine_tune_``)."""
+    check_choice(schedule, f"{prefix}schedule", SCHEDULES)
+    if ema_momentum is not None and (
+        isinstance(ema_momentum, bool)
+        or not isinstance(ema_momentum, numbers.Real)
+        or not 0 < ema_momentum < 1
+    ):
+        raise ValueError(
+            f"`{prefix}ema_momentum` must be None or a number in (0, 1), such as 0.99; "
+            f"got {_show(ema_momentum)}"
+        )
+    if early_stopping_patience is not None:
+        check_nonnegative_int(early_stopping_patience, "early_stopping_patience",
+                              " or None (no early stopping)")
 
 
 def _refuse_entries(array, bad, message):

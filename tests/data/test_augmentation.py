@@ -45,3 +45,37 @@ def test_zoom_enlarges_the_content():
 def test_bad_zoom(zoom):
     with pytest.raises(ValueError, match=r"`zoom` must be a number in \[0, 1\), such as 0.4"):
         build_augmentation(zoom=zoom)
+
+
+def _square_table(tmp_path, rows=16):
+    """A CSV of `rows` copies of a 32 x 32 PNG: black with an 8 x 8 white square in the middle."""
+    import pandas as pd
+    import tensorflow as tf
+
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[12:20, 12:20, :] = 255
+    (tmp_path / "square.png").write_bytes(tf.io.encode_png(image).numpy())
+    csv_path = tmp_path / "squares.csv"
+    pd.DataFrame({"filepath": ["square.png"] * rows, "label": ["a", "b"] * (rows // 2)}).to_csv(
+        csv_path, index=False
+    )
+    return csv_path
+
+
+@pytest.mark.parametrize("zoom", [0.0, 0.5])
+def test_the_loaders_zoom_enlarges_the_content(tmp_path, zoom):
+    csv_path = _square_table(tmp_path)
+    data = dataset_from_csv(csv_path, image_size=(32, 32), batch_size=16, augment=True,
+                            zoom=zoom, seed=0)
+    ((images, _),) = list(data.dataset)
+    bright = (np.asarray(images)[..., 0] > 127.5).sum(axis=(1, 2))
+    if zoom:
+        assert bright.min() >= 0.9 * 64 and bright.mean() > 1.5 * 64
+    else:  # flips and whole-pixel shifts keep the square's area
+        np.testing.assert_array_equal(bright, np.full(16, 64))
+
+
+def test_a_zoom_without_augmentation_is_refused(tmp_path):
+    csv_path = _square_table(tmp_path)
+    with pytest.raises(ValueError, match=r"`zoom` 0.4 needs `augment=True`"):
+        dataset_from_csv(csv_path, image_size=(32, 32), zoom=0.4)

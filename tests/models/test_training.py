@@ -122,6 +122,9 @@ def test_cosine_schedule_needs_the_epoch_length(data):
          r"`fine_tune_ema_momentum` must be None or a number in \(0, 1\), such as 0.99; "
          r"got 1.0"),
         ({"fine_tune_ema_momentum": True}, r"`fine_tune_ema_momentum` must be None"),
+        ({"early_stopping_patience": 1.5},
+         r"`early_stopping_patience` must be an integer >= 0 or None \(no early stopping\), "
+         r"got 1.5"),
     ],
 )
 def test_bad_options_fail_before_any_training(data, kwargs, message):
