@@ -678,19 +678,7 @@ def _train_and_write(config, strategy, output, evaluation):
     if config.alpha is not None:
         sets = _fit_prediction_sets(model, val, config, say)
     record = calibration_record(model, image_size, {
-        "image_column": config.image_column,
-        "label_column": config.label_column,
-        "backbone": config.backbone,
-        "loss": config.loss,
-        "sampling": config.sampling,
-        "epochs": config.epochs,
-        "fine_tune_epochs": config.fine_tune_epochs,
-        **{name: getattr(config, name) for name in (
-            "fine_tune_fraction", "fine_tune_schedule", "fine_tune_ema_momentum",
-            "early_stopping_patience", "zoom", "learning_rate")},
-        "seed": config.seed,
-        **{name: os.path.abspath(getattr(config, name)) if getattr(config, name) else None
-           for name in ("train_csv", "train_dir", "val_csv", "val_dir")},
+        **_recipe_settings(config),
         "validation_images": val.num_examples,
         "training_seconds": round(training_seconds, 1),
         "calibration_selection": selection,
@@ -708,6 +696,24 @@ def _train_and_write(config, strategy, output, evaluation):
                report_dir=staging / REPORT_DIR, verbose=say)
         extra = evaluation(model, record, staging) if evaluation else None
     return TrainResult(model, record, extra)
+
+
+#: The :class:`TrainConfig` fields calibration.json records as they were given.
+_RECORDED_SETTINGS = (
+    "image_column", "label_column", "backbone", "loss", "sampling", "epochs",
+    "fine_tune_epochs", "fine_tune_fraction", "fine_tune_schedule", "fine_tune_ema_momentum",
+    "early_stopping_patience", "zoom", "learning_rate", "seed",
+)
+
+
+def _recipe_settings(config):
+    """The settings of a :class:`TrainConfig` that calibration.json records: the
+    :data:`_RECORDED_SETTINGS` and the data sources as absolute paths (None if not given)."""
+    return {
+        **{name: getattr(config, name) for name in _RECORDED_SETTINGS},
+        **{name: os.path.abspath(getattr(config, name)) if getattr(config, name) else None
+           for name in ("train_csv", "train_dir", "val_csv", "val_dir")},
+    }
 
 
 def _warn_if_few_for_calibration(val, fit):
