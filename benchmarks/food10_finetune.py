@@ -33,10 +33,10 @@ import tensorflow as tf
 from scipy.special import softmax
 
 from calibkeras.calibration import calibration_errors, calibration_test, fit_temperature
+from calibkeras.choices import SCHEDULES
 from calibkeras.datasets import load_food10
 from calibkeras.models import build_classifier, fit_calibrated
 from calibkeras.models.backbones import native_image_size
-from calibkeras.models.training import SCHEDULES
 from calibkeras.priors import prior_from_counts
 from calibkeras.utils.batches import predict_with_labels
 

@@ -20,16 +20,9 @@ import textwrap
 import warnings
 
 from calibkeras import workflow
-from calibkeras.choices import CONFORMAL_MODES, CONFORMITY_SCORES
+from calibkeras.choices import CONFORMAL_MODES, CONFORMITY_SCORES, SCHEDULES
 from calibkeras.utils.checks import check_zoom
-from calibkeras.workflow import (
-    CALIBRATIONS,
-    DEMO_SETTINGS,
-    LOSSES,
-    SAMPLINGS,
-    SCHEDULES,
-    STRATEGIES,
-)
+from calibkeras.workflow import CALIBRATIONS, DEMO_SETTINGS, LOSSES, SAMPLINGS, STRATEGIES
 
 EXIT_DATA = 1
 EXIT_USAGE = 2

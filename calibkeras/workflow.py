@@ -27,7 +27,6 @@ from calibkeras.choices import (
     CONFORMAL_MODES,
     CONFORMITY_SCORES,
     LOSSES,
-    SCHEDULES,  # noqa: F401 (the command's --fine-tune-schedule choices)
     STRATEGIES,
 )
 from calibkeras.choices import SAMPLING_MODES as SAMPLINGS

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from calibkeras import cli, workflow
+from calibkeras.choices import SCHEDULES
 from calibkeras.models import CalibratedClassifier
 
 
@@ -244,7 +245,7 @@ def test_command_choices_come_from_the_workflow():
                        "strategy": workflow.STRATEGIES, "calibration": workflow.CALIBRATIONS,
                        "conformal": workflow.CONFORMAL_MODES,
                        "set_score": workflow.CONFORMITY_SCORES,
-                       "fine_tune_schedule": workflow.SCHEDULES}
+                       "fine_tune_schedule": SCHEDULES}
 
 
 def test_library_argument_names_become_flags_in_messages():
@@ -387,8 +388,10 @@ def test_the_recipe_options_reach_the_training_and_its_record(tmp_path, monkeypa
     with pytest.raises(_Stop):
         workflow.train(config)
     assert zooms == [0.3]  # the training data only; validation is not augmented
-    assert {name: recipe[name] for name in options if name != "zoom"} == {
-        name: value for name, value in options.items() if name != "zoom"}
+    fine_tuning = ("fine_tune_schedule", "fine_tune_ema_momentum", "early_stopping_patience")
+    assert {name: recipe[name] for name in fine_tuning} == {
+        "fine_tune_schedule": "cosine", "fine_tune_ema_momentum": 0.5,
+        "early_stopping_patience": None}
     assert not (tmp_path / "run").exists()
     settings = workflow._recipe_settings(config)
     assert {name: settings[name] for name in options} == options

@@ -123,6 +123,8 @@ def test_train_writes_the_model_folder(workspace):
     assert record["train_dir"] == str(workspace["folder"] / "train")
     assert record["train_csv"] is None
     assert record["preprocessing"]["image_size"] == [32, 32]
+    assert (record["fine_tune_schedule"], record["fine_tune_ema_momentum"],
+            record["early_stopping_patience"], record["zoom"]) == ("constant", None, 2, 0.0)
     sets = record["prediction_sets"]
     assert (sets["alpha"], sets["mode"], sets["score"]) == (0.5, "by_class", "raps")
     assert sets["always_included"] == [] and set(sets["thresholds"]) == set(CLASS_NAMES)
