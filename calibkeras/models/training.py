@@ -11,7 +11,11 @@ import keras
 import numpy as np
 import tensorflow as tf  # the cached features become a tf.data.Dataset
 
-from calibkeras.choices import CALIBRATIONS, LOSSES
+from calibkeras.choices import (  # SCHEDULES: re-exported under its old name
+    CALIBRATIONS,
+    LOSSES,
+    SCHEDULES,  # noqa: F401
+)
 from calibkeras.layers.prior_shift import check_data_classes
 from calibkeras.losses import FocalCrossentropy, LogitAdjustedCrossentropy
 from calibkeras.metrics import BalancedAccuracy
