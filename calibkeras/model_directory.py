@@ -43,8 +43,9 @@ def calibration_record(model, image_size, settings):
         ``deployment_prior``, ``temperature``, ``calibration`` (method, per-class scale
         and bias), ``preprocessing`` and the settings.
     """
-    from calibkeras._version import __version__
     from keras import ops
+
+    from calibkeras._version import __version__
     from calibkeras.data.preprocessing import RESIZE_METHOD
 
     shift = model.prior_shift

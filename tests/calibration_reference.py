@@ -22,7 +22,7 @@ def binned_gaps(confidences, outcomes, num_bins):
     counts = [0] * num_bins
     conf_sums = [0.0] * num_bins
     hit_sums = [0.0] * num_bins
-    for c, o in zip(confidences, outcomes):
+    for c, o in zip(confidences, outcomes, strict=True):
         b = _bin_of(c, num_bins)
         counts[b] += 1
         conf_sums[b] += c
@@ -33,7 +33,7 @@ def binned_gaps(confidences, outcomes, num_bins):
 def ece(probs, labels, num_bins=15):
     confidences = [max(row) for row in probs.tolist()]
     predicted = [int(np.argmax(row)) for row in probs]
-    outcomes = [float(p == y) for p, y in zip(predicted, labels)]
+    outcomes = [float(p == y) for p, y in zip(predicted, labels, strict=True)]
     counts, conf_sums, hit_sums = binned_gaps(confidences, outcomes, num_bins)
     n = len(confidences)
     return sum(
@@ -45,7 +45,7 @@ def ece(probs, labels, num_bins=15):
 
 def mce(probs, labels, num_bins=15):
     confidences = [max(row) for row in probs.tolist()]
-    outcomes = [float(int(np.argmax(row)) == y) for row, y in zip(probs, labels)]
+    outcomes = [float(int(np.argmax(row)) == y) for row, y in zip(probs, labels, strict=True)]
     counts, conf_sums, hit_sums = binned_gaps(confidences, outcomes, num_bins)
     return max(
         abs(conf_sums[b] / counts[b] - hit_sums[b] / counts[b])
@@ -86,15 +86,14 @@ def adaptive_ece(probs, labels, num_bins=15):
 
 def brier(probs, labels):
     total = 0.0
-    for row, y in zip(probs.tolist(), labels):
+    for row, y in zip(probs.tolist(), labels, strict=True):
         total += sum((p - (1.0 if k == y else 0.0)) ** 2 for k, p in enumerate(row))
     return total / len(labels)
 
 
 def nll(probs, labels):
-    return -sum(math.log(max(row[y], 1e-12)) for row, y in zip(probs.tolist(), labels)) / len(
-        labels
-    )
+    rows = zip(probs.tolist(), labels, strict=True)
+    return -sum(math.log(max(row[y], 1e-12)) for row, y in rows) / len(labels)
 
 
 def _argmax(row):

@@ -42,7 +42,7 @@ def plot_classwise_reliability(labels, probs, class_names, num_bins=10):
     for extra in axes[num_classes:]:
         extra.remove()
     largest = max(int(curve["count"].max()), 1)
-    for k, (ax, name) in enumerate(zip(axes, class_names)):
+    for k, (ax, name) in enumerate(zip(axes[:num_classes], class_names, strict=True)):
         filled = curve["count"][k] > 0
         sizes = 8 + 60 * np.log1p(curve["count"][k][filled]) / np.log1p(largest)
         ax.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=0.8)

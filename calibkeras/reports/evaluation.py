@@ -236,7 +236,8 @@ def format_summary_table(summary):
         if row is None:
             lines.append("  ".join("-" * w for w in widths))
         else:
-            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            lines.append("  ".join(cells).rstrip())
     lines.append("")
     lines.append("ECE beside the ECE of a perfectly calibrated model (consistency resampling):")
     lines.append(f"  calibrated:   {ece_sentence(summary['calibration_test'])}")

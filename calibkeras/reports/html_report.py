@@ -245,6 +245,6 @@ def _meta_line(summary):
     if summary.get("calibration"):
         parts.append(f"calibration: {summary['calibration']}")
     if summary.get("prior_used") is not None:
-        parts.append("prior used: " + ", ".join(
-            f"{name} {p:.3g}" for name, p in zip(summary["per_class"], summary["prior_used"])))
+        pairs = zip(summary["per_class"], summary["prior_used"], strict=True)
+        parts.append("prior used: " + ", ".join(f"{name} {p:.3g}" for name, p in pairs))
     return "; ".join(parts)

@@ -63,7 +63,7 @@ def plot_recall_by_class(labels, probs_by_setting, class_names, class_counts=Non
     tick_labels = [class_names[k] for k in order]
     if class_counts is not None:
         tick_labels = [f"{label}\n(n={int(class_counts[k])})"
-                       for label, k in zip(tick_labels, order)]
+                       for label, k in zip(tick_labels, order, strict=True)]
     ax.set_xticks(positions, tick_labels, rotation=40, ha="right", rotation_mode="anchor",
                   fontsize=8)
     ax.set_ylim(0, 1.12)

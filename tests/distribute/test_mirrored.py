@@ -40,7 +40,8 @@ def results(tiny_data, tmp_path_factory, scripts):
 
 
 def max_difference(a, b):
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
+    pairs = zip(a, b, strict=True)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in pairs)
 
 
 def test_the_model_really_is_mirrored_over_two_replicas(results):

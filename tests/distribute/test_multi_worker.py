@@ -49,7 +49,8 @@ def workers(tiny_data, tmp_path_factory, free_ports, scripts):
 
 
 def max_difference(a, b):
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
+    pairs = zip(a, b, strict=True)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in pairs)
 
 
 def test_two_workers_one_replica_each_and_worker_0_is_chief(workers):
@@ -81,7 +82,7 @@ def test_each_worker_gets_its_half_of_every_global_batch(workers):
 
 def test_both_workers_end_with_identical_weights_and_scores(workers):
     first, second = workers
-    for a, b in zip(first["train"]["weights"], second["train"]["weights"]):
+    for a, b in zip(first["train"]["weights"], second["train"]["weights"], strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert first["train"]["history"] == second["train"]["history"]
     assert first["train"]["fit_temperature"] == second["train"]["fit_temperature"]

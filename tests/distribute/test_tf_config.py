@@ -195,7 +195,8 @@ def test_own_port_in_use_and_bad_timeout():
             wait_for_workers(tf_config, timeout_seconds=1)
     finally:
         busy.close()
-    with pytest.raises(ValueError, match="`timeout_seconds` must be a positive finite number, got 0"):
+    message = "`timeout_seconds` must be a positive finite number, got 0"
+    with pytest.raises(ValueError, match=message):
         wait_for_workers(tf_config, timeout_seconds=0)
 
 
@@ -204,6 +205,6 @@ def test_replica_bounds_cover_the_batch_in_order(size, replicas):
     bounds = replica_bounds(size, replicas)
     assert len(bounds) == replicas
     assert bounds[0][0] == 0 and bounds[-1][1] == size
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(a[1] == b[0] for a, b in zip(bounds[:-1], bounds[1:], strict=True))
     sizes = np.diff([0] + [stop for _, stop in bounds])
     assert sizes.max() - sizes.min() <= 1

@@ -1,4 +1,4 @@
-"""calibkeras.metrics.functional: large NumPy inputs are scored in row blocks, with the same values."""
+"""calibkeras.metrics.functional: large NumPy inputs are scored in row blocks, same values."""
 
 import numpy as np
 import pytest

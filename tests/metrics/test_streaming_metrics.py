@@ -123,9 +123,15 @@ def test_ece_state_has_fixed_shape():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: ExpectedCalibrationError(num_bins=0), r"`num_bins` must be a positive integer, got 0"),
+        (
+            lambda: ExpectedCalibrationError(num_bins=0),
+            r"`num_bins` must be a positive integer, got 0",
+        ),
         (lambda: ExpectedCalibrationError(classwise=True), r"`num_classes` is required"),
-        (lambda: BalancedAccuracy(num_classes=-2), r"`num_classes` must be a positive integer, got -2"),
+        (
+            lambda: BalancedAccuracy(num_classes=-2),
+            r"`num_classes` must be a positive integer, got -2",
+        ),
     ],
 )
 def test_bad_arguments(make, message):

@@ -180,7 +180,9 @@ def test_local_weights_file_for_keras_applications_backbone(tmp_path):
     path = tmp_path / "b0.weights.h5"
     first.get_layer("backbone").save_weights(path)
     second = build_classifier(3, backbone="efficientnet_b0", weights=path, image_size=32)
-    for a, b in zip(first.get_layer("backbone").weights, second.get_layer("backbone").weights):
+    for a, b in zip(
+        first.get_layer("backbone").weights, second.get_layer("backbone").weights, strict=True
+    ):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

@@ -111,7 +111,7 @@ def test_recall_by_class_orders_by_counts(cifar):
     check_figure(figure, 1)
     ax = figure.axes[0]
     order = np.argsort(-counts, kind="stable")
-    for container, p in zip(ax.containers, settings.values()):
+    for container, p in zip(ax.containers, settings.values(), strict=True):
         expected = recall_score(labels, p.argmax(1), average=None)[order]
         np.testing.assert_allclose([r.get_height() for r in container.patches], expected)
     first_tick = ax.get_xticklabels()[0].get_text()
